@@ -1,0 +1,38 @@
+# Two commands matter: `make run` (the service on localhost) and `make test` (the whole suite).
+# Both create .venv on first use. Every DVT_CDS_* variable set by the caller wins over the defaults here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@ $(VENV)/.stamp-run
+
+# Embedded development defaults: loopback, SQLite under var/, authentication off (the service warns loudly).
+run: export DVT_CDS_HOST ?= 127.0.0.1
+run: export DVT_CDS_PORT ?= 8080
+run: export DVT_CDS_AUTH ?= off
+run: export DVT_CDS_DATABASE_URL ?= sqlite:///$(CURDIR)/var/dvt-cds.sqlite3
+run: export DVT_CDS_PUBLIC_BASE_URL ?= http://$(DVT_CDS_HOST):$(DVT_CDS_PORT)
+run: $(VENV)/.stamp-run
+	@mkdir -p var
+	$(BIN)/dvt-cds serve
+
+test: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3 .pytest_cache .ruff_cache .hypothesis

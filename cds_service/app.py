@@ -1,0 +1,248 @@
+"""create_app(settings) → the Flask application. Routes only: discovery, invoke, feedback, health.
+
+Everything a call does after its JSON is read lives in pipeline.py; security.py decides who may call;
+errors.py decides how a failure looks. Every non-2xx answer is a JSON OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from flask_cors import CORS
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from cds_service.errors import BadRequest, CdsError, NotFound, Unauthorized, UnsupportedMediaType, operation_outcome
+from cds_service.fhir.client import FhirClient
+from cds_service.logs import log_fields
+from cds_service.pipeline import CallPipeline, validation_details
+from cds_service.protocol import FeedbackRequest
+from cds_service.security import ClientAuthenticator, JwksCache, fhir_server_policy
+from cds_service.settings import Settings, is_loopback_host
+from cds_service.store import Store
+from hooks import BY_ID, SERVICES
+
+log = logging.getLogger("cds_service")
+_JSON_TYPES = {"application/json", "application/fhir+json"}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    fhir_client: FhirClient | None = None,
+    store: Store | None = None,
+    jwks_cache: JwksCache | None = None,
+) -> Flask:
+    settings = settings or Settings()
+    store = store or Store(settings.database_url)
+    client = fhir_client or FhirClient(
+        request_timeout_s=settings.fhir_request_timeout_s,
+        max_pages=settings.fhir_max_pages,
+        max_response_bytes=settings.fhir_max_response_bytes,
+        max_entries=settings.max_bundle_entries,
+        max_parallel=settings.fhir_max_parallel,
+    )
+    authenticator = ClientAuthenticator(settings, store, jwks_cache) if settings.auth == "jwt" else None
+    pipeline = CallPipeline(
+        settings,
+        client=client,
+        store=store,
+        clock=clock or (lambda: datetime.now(UTC)),
+        server_allowed=fhir_server_policy(settings),
+    )
+
+    app = Flask("cds_service")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
+    app.extensions["dvt_cds"] = {"settings": settings, "store": store, "fhir_client": client}
+    CORS(
+        app,
+        resources={r"/cds-services.*": {}},
+        origins=settings.cors_origins,
+        allow_headers=["Authorization", "Content-Type"],
+        methods=["GET", "POST", "OPTIONS"],
+        max_age=600,
+    )
+    discovery = {"services": [service.descriptor().to_json() for service in SERVICES]}
+    _warn_at_start(settings)
+
+    # --- authentication ---------------------------------------------------------------------------------------
+    @app.before_request
+    def _authenticate() -> None:
+        g.started = time.monotonic()
+        if request.method == "OPTIONS" or not request.path.startswith("/cds-services"):
+            return  # CORS preflight carries no JWT; health needs none
+        if authenticator is None:
+            log_fields(
+                log,
+                logging.WARNING,
+                "authentication is off: request not authenticated",
+                auth="off",
+                method=request.method,
+                path=_path_shape(request.path),
+            )
+            return
+        identity = authenticator.authenticate(request.headers.get("Authorization"), settings.base_url + request.path)
+        g.caller = identity
+
+    # --- routes ---------------------------------------------------------------------------------------------------
+    @app.get("/cds-services", strict_slashes=False)
+    def discover() -> Response:
+        return jsonify(discovery)
+
+    @app.post("/cds-services/<service_id>")
+    def invoke(service_id: str) -> Response:
+        service = _service(service_id)
+        body = _json_body(settings)
+        return jsonify(pipeline.invoke(service, body, started=g.started))
+
+    @app.post("/cds-services/<service_id>/feedback")
+    def feedback(service_id: str) -> Response:
+        service = _service(service_id)
+        body = _json_body(settings)
+        try:
+            parsed = FeedbackRequest.model_validate(body)
+        except ValidationError as error:
+            raise BadRequest("The body is not valid CDS Hooks feedback", details=validation_details(error)) from None
+        try:
+            result = store.record_feedback(service.id, parsed.feedback)
+        except Exception:
+            log.exception("feedback store failed")
+            raise CdsError("Feedback could not be stored; retry later", status=503) from None
+        log_fields(
+            log,
+            logging.INFO,
+            "feedback",
+            event="feedback",
+            service=service.id,
+            stored=result.stored,
+            duplicates=result.duplicates,
+        )
+        return jsonify({"stored": result.stored, "duplicates": result.duplicates})
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    # --- errors ------------------------------------------------------------------------------------------------------
+    @app.errorhandler(CdsError)
+    def _cds_error(error: CdsError) -> tuple[Response, int] | Response:
+        if isinstance(error, Unauthorized):
+            log_fields(
+                log,
+                logging.WARNING,
+                "request rejected",
+                event="auth-rejected",
+                reason=error.reason,
+                path=_path_shape(request.path),
+            )
+            response = jsonify(operation_outcome(401, "Unauthorized"))
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        return jsonify(operation_outcome(error.status, error.message, error.details)), error.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        messages = {
+            404: "No such endpoint",
+            405: "Method not allowed on this endpoint",
+            413: f"Request body larger than {settings.max_body_bytes} bytes",
+        }
+        response = jsonify(operation_outcome(status, messages.get(status, error.name)))
+        if status == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response, status
+
+    @app.errorhandler(Exception)
+    def _bug(error: Exception) -> tuple[Response, int]:
+        log.error("unhandled error", exc_info=error)
+        return jsonify(operation_outcome(500, "Internal error; the incident was logged")), 500
+
+    return app
+
+
+def _service(service_id: str) -> Any:
+    service = BY_ID.get(service_id)
+    if service is None:
+        raise NotFound(f"No CDS service with id {service_id[:64]!r}")
+    return service
+
+
+def _json_body(settings: Settings) -> Any:
+    if request.mimetype not in _JSON_TYPES:
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise BadRequest("JSON nested too deeply") from None
+    except ValueError:
+        raise BadRequest("The body is not valid JSON") from None
+    if json_depth(body) > settings.max_json_depth:
+        raise BadRequest(f"JSON nested deeper than {settings.max_json_depth} levels")
+    return body
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth, iteratively (a hostile body must not exhaust the Python stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def _path_shape(path: str) -> str:
+    """The route, not the raw path: service ids are ours, anything else is collapsed."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "cds-services":
+        parts[1] = parts[1] if parts[1] in BY_ID else "<unknown>"
+    return "/" + "/".join(parts[:3])
+
+
+def _warn_at_start(settings: Settings) -> None:
+    if settings.auth == "off":
+        log_fields(
+            log,
+            logging.WARNING,
+            "AUTHENTICATION IS OFF (DVT_CDS_AUTH=off): any local process can call this service and read the cards. "
+            "Development only; set DVT_CDS_AUTH=jwt with DVT_CDS_TRUSTED_ISSUERS for anything else.",
+            event="auth-off",
+            host=settings.host,
+        )
+    elif not settings.trusted_issuers:
+        log_fields(
+            log,
+            logging.WARNING,
+            "DVT_CDS_TRUSTED_ISSUERS is empty: every call will be rejected with 401",
+            event="no-issuers",
+        )
+    if settings.auth == "jwt" and not settings.fhir_server_allowlist:
+        log_fields(
+            log,
+            logging.WARNING,
+            "DVT_CDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer will be contacted",
+            event="no-fhir-allowlist",
+        )
+    if not is_loopback_host(settings.host) and settings.public_base_url is None:
+        log_fields(
+            log,
+            logging.WARNING,
+            f"DVT_CDS_PUBLIC_BASE_URL is not set: JWT aud is compared with http://{settings.host}:{settings.port}",
+            event="no-public-url",
+        )

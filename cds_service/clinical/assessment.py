@@ -1,0 +1,592 @@
+"""assess(facts, today, config) → Assessment: what the guideline logic says about this patient's DVT.
+
+KNOWLEDGE.md §3. For an acute, isolated distal DVT, not anticoagulated, with no serial imaging planned:
+1. no factor favouring anticoagulation (A) → serial imaging (CHEST 2016 Grade 2C; CHEST 2021 weak);
+2. A factors and no factor favouring serial imaging (S) → anticoagulate;
+3. both → shared decision: serial imaging favoured when bleeding risk is high or the patient prefers to
+   avoid anticoagulation, otherwise anticoagulation; with active cancer, anticoagulation unless an absolute
+   contraindication (active bleeding, platelets < 50 × 10⁹/L) — NCCN.
+Under surveillance: extension into proximal veins → anticoagulate now (1B); extension within the calf →
+anticoagulation suggested (2C); no extension → no anticoagulation (1B). A proximal DVT not anticoagulated, and
+a DVT whose veins are not documented, have their own answers.
+
+Each A and S factor is one function below, beside the source that lists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+from cds_service.clinical import evidence
+from cds_service.clinical import thresholds as th
+from cds_service.clinical.bleeding import BleedingCategory, BleedingRisk, assess_bleeding
+from cds_service.clinical.config import RuleConfig
+from cds_service.clinical.evidence import Citation
+from cds_service.clinical.model import ClinicalFacts, Side, SourceRef, Thrombosis, VeinClass
+from cds_service.clinical.regimens import Regimen, choose_regimen
+from cds_service.clinical.thrombosis import veins_from_text
+from cds_service.clinical.topics import Topic
+
+
+class Option(StrEnum):
+    ANTICOAGULATION = "anticoagulation"
+    SERIAL_IMAGING = "serial-imaging"
+
+
+class Situation(StrEnum):
+    NO_DVT = "no-dvt"
+    SUSPECTED = "suspected-dvt"
+    PROXIMAL_UNTREATED = "proximal-dvt-untreated"
+    PROXIMAL_TREATED = "proximal-dvt-anticoagulated"
+    LOCATION_UNKNOWN = "location-unknown"
+    LOCATION_UNKNOWN_TREATED = "location-unknown-anticoagulated"
+    DISTAL_ANTICOAGULATED = "distal-anticoagulated"
+    DISTAL_SURVEILLANCE = "distal-under-surveillance"
+    EXTENSION_PROXIMAL = "extension-proximal"
+    EXTENSION_DISTAL = "extension-distal"
+    DISTAL_DECISION = "distal-decision-needed"
+
+
+@dataclass
+class Factor:
+    code: str
+    label: str
+    favours: Option
+    sources: list[SourceRef]
+    chest: bool  # True: in CHEST (and the seed); False: in the project's source document only
+    detail: str = ""
+
+    @property
+    def source_label(self) -> str:
+        return "CHEST" if self.chest else "seed only"
+
+
+@dataclass
+class Extension:
+    proximal: bool
+    study: SourceRef
+    detail: str
+
+
+@dataclass
+class Assessment:
+    situation: Situation
+    episode: Thrombosis | None
+    for_anticoagulation: list[Factor] = field(default_factory=list)
+    for_serial_imaging: list[Factor] = field(default_factory=list)
+    bleeding: BleedingRisk | None = None
+    regimen: Regimen | None = None
+    recommendation: Topic | None = None
+    recommended: Option | None = None
+    offer_anticoagulation: bool = True
+    offer_serial_imaging: bool = True
+    extension: Extension | None = None
+    bilateral_imaging: bool = False
+    imaging_side: Side = Side.BILATERAL
+    other_leg_not_imaged: bool = False
+    caveats: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    grade: str = ""
+
+    @property
+    def decision_code(self) -> str:
+        return self.recommendation.value if self.recommendation else self.situation.value
+
+    @property
+    def isolated_distal(self) -> bool:
+        return self.situation in (
+            Situation.DISTAL_ANTICOAGULATED,
+            Situation.DISTAL_SURVEILLANCE,
+            Situation.EXTENSION_DISTAL,
+            Situation.DISTAL_DECISION,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Factors favouring anticoagulation (A): CHEST AT9 §2.3 risk factors for extension, carried into 2016/2021,
+# plus the seed document's three additions (recent hospitalization, recent surgery, COVID-19).
+# --------------------------------------------------------------------------------------------------------------
+def positive_ddimer(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    d = facts.ddimer
+    if d is None or d.positive is not True:
+        return None
+    return Factor(
+        "positive-d-dimer", "positive D-dimer", Option.ANTICOAGULATION, [d.source], True, f"{d.value_text}: {d.reason}"
+    )
+
+
+def extensive_thrombosis(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    """Length > 5 cm or ≥ 2 veins involved (CHEST)."""
+    details, sources = [], []
+    for t in _episode_thromboses(facts, episode):
+        if t.length_cm is not None and t.length_cm > th.THROMBUS_LENGTH_CM.value:
+            details.append(f"length {t.length_cm:g} cm ({th.THROMBUS_LENGTH_CM.rule})")
+            sources.append(t.source)
+        if t.vein_count >= th.THROMBOSED_VEIN_COUNT.value:
+            details.append(f"{t.vein_count} veins: {', '.join(sorted({v.name for v in t.veins}))}")
+            sources.append(t.source)
+    veins = {
+        v.name
+        for t in _episode_thromboses(facts, episode)
+        for v in t.veins
+        if v.vein_class != VeinClass.DISTAL_UNSPECIFIED
+    }
+    if not details and len(veins) >= th.THROMBOSED_VEIN_COUNT.value:
+        details.append(f"{len(veins)} veins across the record: {', '.join(sorted(veins))}")
+        sources.extend(t.source for t in _episode_thromboses(facts, episode))
+    if not details:
+        return None
+    return Factor(
+        "extensive-thrombosis",
+        "length > 5 cm or ≥ 2 veins",
+        Option.ANTICOAGULATION,
+        _unique(sources),
+        True,
+        "; ".join(dict.fromkeys(details)),
+    )
+
+
+def wide_thrombus(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    for t in _episode_thromboses(facts, episode):
+        if t.diameter_mm is not None and t.diameter_mm > th.THROMBUS_DIAMETER_MM.value:
+            return Factor(
+                "diameter-over-7mm",
+                "maximum diameter > 7 mm",
+                Option.ANTICOAGULATION,
+                [t.source],
+                True,
+                f"diameter {t.diameter_mm:g} mm",
+            )
+    return None
+
+
+def close_to_proximal_veins(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    for t in _episode_thromboses(facts, episode):
+        d = t.distance_to_popliteal_cm
+        if d is not None and d <= config.close_to_popliteal_cm:
+            return Factor(
+                "close-to-proximal-veins",
+                "close to the proximal veins",
+                Option.ANTICOAGULATION,
+                [t.source],
+                True,
+                f"{d:g} cm from the popliteal vein (≤ {config.close_to_popliteal_cm:g} cm, a project "
+                "setting: CHEST gives no number)",
+            )
+    return None
+
+
+def unprovoked(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    if facts.provoking:
+        return None
+    unknown = [f.note for f in (facts.recent_surgery, facts.recent_hospitalization) if f.present is None]
+    if unknown:
+        return None  # cannot call it unprovoked without the data; reported as missing
+    return Factor(
+        "unprovoked",
+        "unprovoked (no transient provoking factor)",
+        Option.ANTICOAGULATION,
+        [episode.source],
+        True,
+        f"no surgery, hospitalization, leg injury, immobilization, pregnancy or estrogen therapy found in "
+        f"the record in the {th.PROVOKING_WINDOW_DAYS.int_value} days before diagnosis",
+    )
+
+
+def active_cancer(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    f = facts.active_cancer
+    return (
+        Factor("active-cancer", "active cancer", Option.ANTICOAGULATION, f.sources, True, f.note) if f.present else None
+    )
+
+
+def prior_vte(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    f = facts.prior_vte
+    return Factor("prior-vte", "previous VTE", Option.ANTICOAGULATION, f.sources, True) if f.present else None
+
+
+def inpatient(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    f = facts.inpatient
+    return Factor("inpatient", "inpatient", Option.ANTICOAGULATION, f.sources, True) if f.present else None
+
+
+def severe_symptoms(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    f = facts.severe_symptoms
+    return Factor("severe-symptoms", "severe symptoms", Option.ANTICOAGULATION, f.sources, True) if f.present else None
+
+
+def concurrent_pulmonary_embolism(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    """Not an extension-risk factor but a treatment indication in itself (CHEST 2016 treats PE with
+    anticoagulation): serial imaging is then not offered."""
+    f = facts.pulmonary_embolism
+    return (
+        Factor(
+            "pulmonary-embolism",
+            "acute pulmonary embolism",
+            Option.ANTICOAGULATION,
+            f.sources,
+            True,
+            "PE is itself an indication for anticoagulation",
+        )
+        if f.present
+        else None
+    )
+
+
+def recent_hospitalization(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    f = facts.recent_hospitalization
+    return (
+        Factor(
+            "recent-hospitalization",
+            "recent hospitalization",
+            Option.ANTICOAGULATION,
+            f.sources,
+            False,
+            f"within {config.recent_hospitalization_days} days",
+        )
+        if f.present
+        else None
+    )
+
+
+def recent_surgery(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    f = facts.recent_surgery
+    return (
+        Factor(
+            "recent-surgery",
+            "recent surgery",
+            Option.ANTICOAGULATION,
+            f.sources,
+            False,
+            f"within {config.recent_surgery_days} days (in CHEST a surgical trigger makes the DVT provoked)",
+        )
+        if f.present
+        else None
+    )
+
+
+def covid19(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
+    f = facts.covid19
+    return Factor("covid-19", "COVID-19", Option.ANTICOAGULATION, f.sources, False) if f.present else None
+
+
+Rule = Callable[[ClinicalFacts, Thrombosis, RuleConfig], "Factor | None"]
+CHEST_ANTICOAGULATION_RULES: tuple[Rule, ...] = (
+    positive_ddimer,
+    extensive_thrombosis,
+    wide_thrombus,
+    close_to_proximal_veins,
+    unprovoked,
+    active_cancer,
+    prior_vte,
+    inpatient,
+    severe_symptoms,
+    concurrent_pulmonary_embolism,
+)
+SEED_ONLY_ANTICOAGULATION_RULES: tuple[Rule, ...] = (recent_hospitalization, recent_surgery, covid19)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Factors favouring serial imaging (S): CHEST remarks, plus the seed's "moderate bleeding risk".
+# --------------------------------------------------------------------------------------------------------------
+def confined_to_muscular_veins(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
+    threads = _episode_thromboses(facts, episode)
+    if threads and all(t.muscular_only for t in threads):
+        return Factor(
+            "muscular-veins-only",
+            "confined to the muscular calf veins",
+            Option.SERIAL_IMAGING,
+            [t.source for t in threads],
+            True,
+            "lower extension risk than axial calf veins (CHEST text)",
+        )
+    return None
+
+
+def high_bleeding_risk(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
+    if bleeding.category != BleedingCategory.HIGH:
+        return None
+    return Factor(
+        "high-bleeding-risk",
+        "high bleeding risk",
+        Option.SERIAL_IMAGING,
+        [s for f in bleeding.factors for s in f.sources],
+        True,
+        ", ".join(f.label for f in bleeding.factors),
+    )
+
+
+def moderate_bleeding_risk(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
+    if bleeding.category != BleedingCategory.MODERATE:
+        return None
+    return Factor(
+        "moderate-bleeding-risk",
+        "moderate bleeding risk",
+        Option.SERIAL_IMAGING,
+        [s for f in bleeding.factors for s in f.sources],
+        False,
+        ", ".join(f.label for f in bleeding.factors),
+    )
+
+
+def prefers_no_anticoagulation(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
+    f = facts.prefers_no_anticoagulation
+    return (
+        Factor("patient-preference", "patient prefers to avoid anticoagulation", Option.SERIAL_IMAGING, f.sources, True)
+        if f.present
+        else None
+    )
+
+
+SerialRule = Callable[[ClinicalFacts, Thrombosis, BleedingRisk], "Factor | None"]
+CHEST_SERIAL_RULES: tuple[SerialRule, ...] = (
+    confined_to_muscular_veins,
+    high_bleeding_risk,
+    prefers_no_anticoagulation,
+)
+SEED_ONLY_SERIAL_RULES: tuple[SerialRule, ...] = (moderate_bleeding_risk,)
+
+
+# --------------------------------------------------------------------------------------------------------------
+def assess(facts: ClinicalFacts, *, today: date, config: RuleConfig) -> Assessment:
+    thromboses = [t for t in facts.thromboses if t.acute]
+    if not thromboses:
+        situation = Situation.SUSPECTED if facts.suspected else Situation.NO_DVT
+        return _complete(Assessment(situation=situation, episode=None), facts, config)
+
+    bleeding = assess_bleeding(facts, today=today)
+    anticoagulated = facts.anticoagulated
+    distal = sorted((t for t in thromboses if t.is_distal), key=lambda t: t.onset or today)
+    proximal = [t for t in thromboses if t.vein_class == VeinClass.PROXIMAL]
+    baseline = distal[0] if distal else None
+    extension = find_extension(facts, baseline) if baseline else None
+
+    if extension is not None and extension.proximal:
+        situation = Situation.PROXIMAL_TREATED if anticoagulated else Situation.EXTENSION_PROXIMAL
+        result = Assessment(situation=situation, episode=baseline, bleeding=bleeding, extension=extension)
+        if not anticoagulated:
+            result.recommendation, result.recommended = Topic.EXTENSION, Option.ANTICOAGULATION
+            result.offer_serial_imaging, result.grade = False, "CHEST 2016 Grade 1B; CHEST 2021 strong"
+        return _complete(result, facts, config)
+    if proximal:
+        result = Assessment(
+            situation=Situation.PROXIMAL_TREATED if anticoagulated else Situation.PROXIMAL_UNTREATED,
+            episode=proximal[0],
+            bleeding=bleeding,
+        )
+        if not anticoagulated:
+            result.recommendation, result.recommended = Topic.PROXIMAL_DVT, Option.ANTICOAGULATION
+            result.offer_serial_imaging, result.grade = False, "CHEST 2016 Grade 1B"
+        return _complete(result, facts, config)
+    if baseline is None:
+        unknown = thromboses[0]
+        result = Assessment(
+            situation=Situation.LOCATION_UNKNOWN_TREATED if anticoagulated else Situation.LOCATION_UNKNOWN,
+            episode=unknown,
+            bleeding=bleeding,
+        )
+        if not anticoagulated:
+            result.recommendation = Topic.LOCATION_UNKNOWN
+        return _complete(result, facts, config)
+
+    # An acute isolated distal DVT.
+    result = Assessment(situation=Situation.DISTAL_DECISION, episode=baseline, bleeding=bleeding, extension=extension)
+    result.for_anticoagulation = _factors(facts, baseline, config)
+    result.for_serial_imaging = _serial_factors(facts, baseline, bleeding, config)
+    if anticoagulated:
+        result.situation = Situation.DISTAL_ANTICOAGULATED
+        return _complete(result, facts, config)
+    if extension is not None:
+        result.situation = Situation.EXTENSION_DISTAL
+        result.recommendation, result.recommended = Topic.EXTENSION, Option.ANTICOAGULATION
+        result.grade = "CHEST 2016 Grade 2C; CHEST 2021 weak"
+        return _complete(result, facts, config)
+    if facts.planned_imaging:
+        result.situation = Situation.DISTAL_SURVEILLANCE
+        result.other_leg_not_imaged = other_leg_never_imaged(facts, baseline)
+        if result.other_leg_not_imaged and any(v.vein_class == VeinClass.DISTAL_MUSCULAR for v in baseline.veins):
+            result.recommendation = Topic.BILATERAL_SURVEILLANCE
+        return _complete(result, facts, config)
+    decide(result, facts)
+    return _complete(result, facts, config)
+
+
+def decide(result: Assessment, facts: ClinicalFacts) -> None:
+    """KNOWLEDGE.md §3 rules 1-3 for an untreated, unsurveilled isolated distal DVT."""
+    a, s = result.for_anticoagulation, result.for_serial_imaging
+    bleeding = result.bleeding
+    high_bleeding = bleeding is not None and bleeding.category == BleedingCategory.HIGH
+    contraindicated = bleeding is not None and any(
+        f.code in ("active-bleeding", "severe-thrombocytopenia") for f in bleeding.factors
+    )
+    result.grade = "CHEST 2016 Grade 2C; CHEST 2021 weak, low-certainty"
+    if not a:
+        result.recommendation, result.recommended = Topic.SERIAL_IMAGING, Option.SERIAL_IMAGING
+    elif not s:
+        result.recommendation, result.recommended = Topic.ANTICOAGULATE, Option.ANTICOAGULATION
+    else:
+        result.recommendation = Topic.SHARED_DECISION
+        result.grade += " (values and preferences decide)"
+        if facts.active_cancer.present and not contraindicated:
+            result.recommended = Option.ANTICOAGULATION  # NCCN: anticoagulate unless absolutely contraindicated
+            result.citations.append(evidence.NCCN_CAT)
+        elif high_bleeding or facts.prefers_no_anticoagulation.present:
+            result.recommended = Option.SERIAL_IMAGING
+        else:
+            result.recommended = Option.ANTICOAGULATION
+    if contraindicated:
+        result.caveats.append(
+            "Active bleeding or platelets < 50 × 10⁹/L: an absolute contraindication to anticoagulation."
+        )
+    if any(f.code == "pulmonary-embolism" for f in a):
+        result.recommendation, result.recommended = Topic.ANTICOAGULATE, Option.ANTICOAGULATION
+        result.offer_serial_imaging = False
+        result.caveats.append(
+            "Acute pulmonary embolism: anticoagulation is indicated; serial imaging is not an option."
+        )
+
+
+def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | None:
+    """A later study than the diagnosing one showing proximal veins (proximal extension), more veins, or a
+    longer thrombus (distal extension), in the same leg."""
+    base_date = baseline.onset
+    base_veins = {v.name for v in baseline.veins}
+    base_length = baseline.length_cm
+    for study in facts.imaging:
+        if study.source.reference == baseline.source.reference:
+            continue
+        if base_date is not None and (study.when is None or study.when <= base_date):
+            continue
+        for t in study.thromboses:
+            if not _same_leg(t.side, baseline.side):
+                continue
+            if t.vein_class == VeinClass.PROXIMAL:
+                veins = ", ".join(v.name for v in t.veins if v.vein_class == VeinClass.PROXIMAL)
+                return Extension(True, study.source, f"thrombus now in the {veins}")
+            new_veins = {v.name for v in t.veins} - base_veins
+            specific = {n for n in new_veins if not n.endswith("(unspecified)") and n != "calf muscular vein"}
+            if specific and base_veins and not _same_vein_family(specific, baseline):
+                return Extension(False, study.source, f"thrombus now also in the {', '.join(sorted(specific))}")
+            if base_length is not None and t.length_cm is not None and t.length_cm > base_length:
+                return Extension(False, study.source, f"thrombus longer: {base_length:g} → {t.length_cm:g} cm")
+            base_length = t.length_cm if t.length_cm is not None else base_length
+            base_veins |= {v.name for v in t.veins}
+    return None
+
+
+def _same_vein_family(new: set[str], baseline: Thrombosis) -> bool:
+    """A Condition coded I82.46- ("calf muscular vein") followed by a study naming the gastrocnemius vein is
+    the same thrombus described more precisely, not an extension."""
+    generic = {v.vein_class for v in baseline.veins if v.code and v.code.startswith("I82.")}
+    if not generic:
+        return False
+    classes = {v.vein_class for name in new for v in veins_from_text(name)}
+    return bool(classes) and classes <= generic
+
+
+def _same_leg(side: Side, baseline: Side) -> bool:
+    return Side.UNKNOWN in (side, baseline) or side == baseline or Side.BILATERAL in (side, baseline)
+
+
+def other_leg_never_imaged(facts: ClinicalFacts, episode: Thrombosis) -> bool:
+    if episode.side not in (Side.RIGHT, Side.LEFT):
+        return False
+    other = episode.side.other
+    imaged = any(s.legs_examined.covers(other) for s in facts.imaging)
+    planned = any(p.legs.covers(other) for p in facts.planned_imaging if not p.done)
+    return not imaged and not planned
+
+
+def _factors(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> list[Factor]:
+    rules = CHEST_ANTICOAGULATION_RULES + (SEED_ONLY_ANTICOAGULATION_RULES if config.profile == "seed" else ())
+    return [f for f in (rule(facts, episode, config) for rule in rules) if f is not None]
+
+
+def _serial_factors(
+    facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk, config: RuleConfig
+) -> list[Factor]:
+    rules = CHEST_SERIAL_RULES + (SEED_ONLY_SERIAL_RULES if config.profile == "seed" else ())
+    return [f for f in (rule(facts, episode, bleeding) for rule in rules) if f is not None]
+
+
+def _episode_thromboses(facts: ClinicalFacts, episode: Thrombosis) -> list[Thrombosis]:
+    """The distal thromboses of the current episode (Condition and imaging of the same leg)."""
+    return [t for t in facts.thromboses if t.acute and t.is_distal and _same_leg(t.side, episode.side)] or [episode]
+
+
+def _unique(sources: list[SourceRef]) -> list[SourceRef]:
+    return list(dict.fromkeys(sources))
+
+
+def _complete(result: Assessment, facts: ClinicalFacts, config: RuleConfig) -> Assessment:
+    """Regimen, imaging plan, missing data and citations: everything a card needs besides the decision."""
+    episode = result.episode
+    result.regimen = choose_regimen(facts)
+    if episode is not None:
+        muscular = any(v.vein_class == VeinClass.DISTAL_MUSCULAR for v in episode.veins)
+        result.bilateral_imaging = muscular or episode.side not in (Side.RIGHT, Side.LEFT)
+        result.imaging_side = Side.BILATERAL if result.bilateral_imaging else episode.side
+    result.missing = missing_data(result, facts)
+    result.caveats.extend(_caveats(result, facts))
+    if not any(c.key == "chest-2016" for c in result.citations):
+        result.citations.insert(0, evidence.CHEST_2016)
+    result.citations.insert(1, evidence.CHEST_2021)
+    if result.regimen is not None and result.regimen.citation not in result.citations:
+        result.citations.append(result.regimen.citation)
+    if result.bilateral_imaging and result.recommendation in (
+        Topic.SERIAL_IMAGING,
+        Topic.SHARED_DECISION,
+        Topic.BILATERAL_SURVEILLANCE,
+        Topic.SURVEILLANCE_GAP,
+    ):
+        result.citations.append(evidence.KRET_2013)
+    if config.profile == "chest":
+        result.caveats.append("Rule profile 'chest': only factors listed by CHEST are counted.")
+    return result
+
+
+def missing_data(result: Assessment, facts: ClinicalFacts) -> list[str]:
+    """What the record did not tell us that could change the answer."""
+    missing: list[str] = []
+    if result.situation != Situation.DISTAL_DECISION:
+        return missing
+    codes = {f.code for f in result.for_anticoagulation}
+    if "positive-d-dimer" not in codes:
+        if facts.ddimer is None:
+            missing.append(f"no D-dimer within {th.DDIMER_WINDOW_DAYS.int_value} days of diagnosis")
+        elif facts.ddimer.positive is None:
+            missing.append(f"D-dimer could not be interpreted ({facts.ddimer.reason})")
+    threads = _episode_thromboses(facts, result.episode) if result.episode else []
+    if not any(t.length_cm is not None for t in threads):
+        missing.append("thrombus length not coded (> 5 cm favours anticoagulation)")
+    if not any(t.diameter_mm is not None for t in threads):
+        missing.append("thrombus diameter not coded (> 7 mm favours anticoagulation)")
+    if not any(t.distance_to_popliteal_cm is not None for t in threads):
+        missing.append("distance to the popliteal vein not coded")
+    if "unprovoked" not in codes and not facts.provoking:
+        missing.append(
+            "whether the DVT was provoked could not be established (surgery or hospitalization data missing)"
+        )
+    for finding in (facts.inpatient, facts.severe_symptoms, facts.prefers_no_anticoagulation, facts.pregnant):
+        if finding.present is None:
+            missing.append(finding.note)
+    if result.bleeding is not None and result.bleeding.category != BleedingCategory.HIGH:
+        missing.extend(f"bleeding factor not assessed: {n}" for n in result.bleeding.not_assessed)
+    return missing
+
+
+def _caveats(result: Assessment, facts: ClinicalFacts) -> list[str]:
+    caveats = []
+    if facts.anticoagulants and any(m.intensity.value == "unknown" for m in facts.anticoagulants):
+        caveats.append("An anticoagulant order without a readable dose was counted as treatment dose.")
+    if "MedicationRequest" in " ".join(facts.not_assessed):
+        caveats.append("Current anticoagulation could not be checked (medication data unavailable).")
+    if result.episode is not None and result.episode.from_text:
+        caveats.append("The DVT was recognised from text, not from a code: confirm the diagnosis and the veins.")
+    if result.episode is not None and result.episode.onset is None:
+        caveats.append("The DVT has no onset date; it was treated as current.")
+    return caveats

@@ -1,0 +1,293 @@
+"""ClinicalFacts from a PatientRecord: everything the rules read, each with the resource it came from.
+
+Resources are selected on the raw JSON by type and code first; only those selected are validated against
+FHIR R4 (``record.typed``) and an invalid one is skipped and reported. Resource types the record could not
+obtain make their facts "not assessed".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, timedelta
+from typing import Any
+
+from cds_service.clinical import terminology as tx
+from cds_service.clinical.config import RuleConfig
+from cds_service.clinical.ddimer import DDIMER_SETS, newest_ddimer
+from cds_service.clinical.fhirdata import age_on, parse_date, reference_of
+from cds_service.clinical.labs import read_labs
+from cds_service.clinical.medications import (
+    MedicationLookup,
+    anticoagulant_of,
+    current_uses,
+    other_drug_of,
+)
+from cds_service.clinical.model import ClinicalFacts, Finding, Patient, SourceRef, Thrombosis
+from cds_service.clinical.riskfactors import (
+    condition_finding,
+    covid19,
+    dialysis,
+    inpatient,
+    is_active,
+    is_inpatient_encounter,
+    matching_conditions,
+    prefers_no_anticoagulation,
+    pregnancy,
+    provoking_factors,
+    recent_hospitalization,
+    severe_symptoms,
+    surgeries,
+    unknown,
+)
+from cds_service.clinical.serial import planned_imaging
+from cds_service.clinical.thresholds import PROVOKING_WINDOW_DAYS
+from cds_service.clinical.thrombosis import (
+    CONDITION_SETS,
+    is_venous_duplex,
+    read_conditions,
+    read_imaging,
+)
+from cds_service.fhir.record import PatientRecord
+
+# Conditions the rules read, by value set (selection happens before validation).
+CONDITION_READS = (
+    *(vs for vs, _ in CONDITION_SETS),
+    "condition-dvt-chronic",
+    "condition-vte-history",
+    "condition-pulmonary-embolism",
+    "condition-active-cancer",
+    "condition-metastatic-cancer",
+    "condition-covid19",
+    "condition-pregnancy",
+    "condition-delivery-puerperium",
+    "condition-leg-trauma",
+    "condition-bleeding",
+    "condition-immobilization",
+    "condition-renal-failure",
+    "condition-liver-failure",
+    "condition-stroke",
+    "condition-diabetes",
+    "condition-anaemia",
+    "condition-alcohol-abuse",
+    "condition-falls",
+    "condition-heparin-induced-thrombocytopenia",
+)
+OBSERVATION_READS = (
+    *DDIMER_SETS,
+    "venous-duplex-lower-extremity",
+    "venous-ultrasound-limited",
+    "observation-body-weight",
+    "observation-creatinine",
+    "observation-egfr",
+    "observation-platelets",
+    "observation-hemoglobin",
+    "observation-pregnancy-status",
+    "observation-pain-score",
+    "preference-avoid-anticoagulation",
+)
+# Bleeding-risk conditions (KNOWLEDGE.md §4) and the value set each is read from.
+BLEEDING_CONDITION_SETS = {
+    "renal-failure": "condition-renal-failure",
+    "liver-failure": "condition-liver-failure",
+    "previous-stroke": "condition-stroke",
+    "diabetes": "condition-diabetes",
+    "anaemia": "condition-anaemia",
+    "alcohol-abuse": "condition-alcohol-abuse",
+    "frequent-falls": "condition-falls",
+}
+
+
+def available_sets(ids: Iterable[str]) -> tuple[str, ...]:
+    known = set(tx.valueset_ids())
+    return tuple(i for i in ids if i in known)
+
+
+def build_facts(
+    record: PatientRecord,
+    *,
+    today: date,
+    config: RuleConfig,
+    context_encounter_id: str | None = None,
+    extra_medications: list[dict[str, Any]] | None = None,
+) -> ClinicalFacts:
+    notes: list[str] = []
+    unavailable = {gap.resource_type: gap for gap in record.gaps if not gap.partial}
+    for gap in record.gaps:
+        if gap.partial:
+            notes.append(gap.describe())
+
+    def select(resource_type: str, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [r for r in record.resources(resource_type) if keep(r) and record.typed(r) is not None]
+
+    # --- patient ------------------------------------------------------------------------------------------------
+    raw_patient = record.patient
+    patient_ref = reference_of(raw_patient) if raw_patient else f"Patient/{record.patient_id}"
+    birth = parse_date(raw_patient.get("birthDate")) if raw_patient and record.typed(raw_patient) else None
+    gender = raw_patient.get("gender") if raw_patient and isinstance(raw_patient.get("gender"), str) else None
+    patient = Patient(age=age_on(birth, today) if birth else None, sex=gender, reference=patient_ref)
+
+    # --- conditions ----------------------------------------------------------------------------------------------
+    condition_sets = available_sets(CONDITION_READS)
+    conditions = select("Condition", lambda c: tx.match_any(c.get("code"), condition_sets) is not None)
+    dvt = read_conditions(conditions, today=today, config=config)
+    notes.extend(dvt.notes)
+
+    # --- observations and reports ------------------------------------------------------------------------------
+    observation_sets = available_sets(OBSERVATION_READS)
+    observations = select("Observation", lambda o: tx.match_any(o.get("code"), observation_sets) is not None)
+    reports = select("DiagnosticReport", lambda r: is_venous_duplex(r.get("code")))
+    imaging, imaging_notes = read_imaging(observations, reports, today=today)
+    notes.extend(imaging_notes)
+
+    thromboses: list[Thrombosis] = list(dvt.acute)
+    for study in imaging:
+        thromboses.extend(study.thromboses)
+    index = index_date(dvt.acute, imaging, today)
+    labs = read_labs(observations, patient, today=today, notes=notes)
+
+    # --- medications -----------------------------------------------------------------------------------------------
+    lookup = MedicationLookup(record.resources("Medication") + list(extra_medications or []))
+    requests = select("MedicationRequest", lambda m: True)
+    weight = labs.weight.value if labs.weight else None
+    anticoagulants = current_uses(requests, lookup, anticoagulant_of, weight_kg=weight)
+    antiplatelets = current_uses(
+        requests, lookup, lambda c: other_drug_of(c, "medication-antiplatelet", "antiplatelet"), weight_kg=weight
+    )
+    nsaids = current_uses(requests, lookup, lambda c: other_drug_of(c, "medication-nsaid", "nsaid"), weight_kg=weight)
+    estrogen_uses = (
+        current_uses(requests, lookup, lambda c: other_drug_of(c, "medication-estrogen", "estrogen"), weight_kg=weight)
+        if available_sets(["medication-estrogen"])
+        else []
+    )
+    interacting = current_uses(
+        requests, lookup, lambda c: other_drug_of(c, "medication-interacting-doac", "interacting"), weight_kg=weight
+    )
+    for use in anticoagulants + antiplatelets + nsaids:
+        if use.matched_by_text:
+            notes.append(f"{use.source.reference}: {use.agent} recognised from the drug name, not from a code")
+
+    # --- encounters, procedures, orders ------------------------------------------------------------------------
+    encounters = select("Encounter", is_inpatient_encounter)
+    provoking_start = index - timedelta(days=PROVOKING_WINDOW_DAYS.int_value)
+    procedures = select("Procedure", lambda p: p.get("status") == "completed")
+    service_requests = select("ServiceRequest", lambda s: is_venous_duplex(s.get("code")))
+
+    pregnant, postpartum = pregnancy(conditions, observations, procedures, today=today)
+    provoking = provoking_factors(
+        conditions=conditions,
+        encounters=encounters,
+        procedures=procedures,
+        estrogen=[u.source for u in estrogen_uses],
+        pregnant=pregnant,
+        postpartum=postpartum,
+        start=provoking_start,
+        end=index,
+    )
+    recent_surgery_list = surgeries(procedures, start=today - timedelta(days=config.recent_surgery_days), end=today)
+
+    dvt_condition_resources = [
+        c for c in conditions if any(t.source.reference == reference_of(c) for t in dvt.acute + dvt.suspected)
+    ]
+    facts = ClinicalFacts(
+        patient=patient,
+        thromboses=thromboses,
+        suspected=dvt.suspected,
+        imaging=imaging,
+        ddimer=newest_ddimer(observations, diagnosis=index, today=today),
+        anticoagulants=anticoagulants,
+        antiplatelets=antiplatelets,
+        nsaids=nsaids,
+        planned_imaging=planned_imaging(service_requests, imaging, index=index, today=today),
+        provoking=provoking,
+        active_cancer=condition_finding(conditions, "condition-active-cancer"),
+        metastatic_cancer=condition_finding(conditions, "condition-metastatic-cancer"),
+        prior_vte=_prior_vte(conditions, dvt.prior, today=today, config=config),
+        inpatient=inpatient(encounters, context_encounter_id),
+        recent_hospitalization=recent_hospitalization(encounters, today=today, days=config.recent_hospitalization_days),
+        recent_surgery=Finding(True, recent_surgery_list) if recent_surgery_list else Finding.absent(),
+        severe_symptoms=severe_symptoms(dvt_condition_resources, observations, today=today),
+        covid19=covid19(conditions, today=today),
+        pregnant=pregnant,
+        postpartum=postpartum,
+        prefers_no_anticoagulation=prefers_no_anticoagulation(observations),
+        labs=labs,
+        bleeding_conditions=_bleeding_conditions(conditions, procedures, today=today, config=config),
+        pulmonary_embolism=_acute_pe(conditions, today=today, config=config),
+        interacting_drugs=interacting,
+        data_notes=notes + record.notes,
+    )
+    _mark_unavailable(facts, unavailable)
+    return facts
+
+
+def index_date(acute: list[Thrombosis], imaging: list[Any], today: date) -> date:
+    """The diagnosis date of the current episode: the earliest acute DVT onset or positive study."""
+    dates = [t.onset for t in acute if t.onset] + [s.when for s in imaging if s.thromboses and s.when]
+    return min(dates) if dates else today
+
+
+def _prior_vte(
+    conditions: list[dict[str, Any]], prior_dvt: list[SourceRef], *, today: date, config: RuleConfig
+) -> Finding:
+    sources = list(prior_dvt)
+    for condition, match in matching_conditions(conditions, "condition-vte-history", active_only=False):
+        sources.append(SourceRef(reference_of(condition), None, f"history of VTE ({match.label()})"))
+    cutoff = today - timedelta(days=config.acute_window_days)
+    for condition, match in matching_conditions(conditions, "condition-pulmonary-embolism", active_only=False):
+        onset = parse_date(condition.get("onsetDateTime")) or parse_date(condition.get("recordedDate"))
+        if (onset is not None and onset < cutoff) or not is_active(condition):
+            sources.append(SourceRef(reference_of(condition), onset, f"earlier pulmonary embolism ({match.label()})"))
+    return Finding(True, sources) if sources else Finding.absent()
+
+
+def _acute_pe(conditions: list[dict[str, Any]], *, today: date, config: RuleConfig) -> Finding:
+    return condition_finding(
+        conditions, "condition-pulmonary-embolism", since=today - timedelta(days=config.acute_window_days)
+    )
+
+
+def _bleeding_conditions(
+    conditions: list[dict[str, Any]], procedures: list[dict[str, Any]], *, today: date, config: RuleConfig
+) -> dict[str, Finding]:
+    known = set(tx.valueset_ids())
+    found: dict[str, Finding] = {
+        "previous-bleeding": condition_finding(conditions, "condition-bleeding", active_only=False),
+        "active-bleeding": condition_finding(
+            conditions, "condition-bleeding", since=today - timedelta(days=config.acute_window_days)
+        ),
+    }
+    for factor, vs_id in BLEEDING_CONDITION_SETS.items():
+        if vs_id in known:
+            active_only = factor not in ("previous-stroke", "frequent-falls")
+            found[factor] = condition_finding(conditions, vs_id, active_only=active_only)
+        else:
+            found[factor] = Finding.unknown("no verified code list")
+    on_dialysis = dialysis(procedures, today=today)
+    if on_dialysis:
+        renal = found["renal-failure"]
+        found["renal-failure"] = Finding(True, [*renal.sources, *on_dialysis])
+    found["heparin-induced-thrombocytopenia"] = condition_finding(
+        conditions, "condition-heparin-induced-thrombocytopenia", active_only=False
+    )
+    return found
+
+
+def _mark_unavailable(facts: ClinicalFacts, unavailable: dict[str, Any]) -> None:
+    """Facts whose source resource type could not be read become 'not assessed' (never 'absent')."""
+    for resource_type, gap in unavailable.items():
+        reason = gap.reason
+        facts.not_assessed.append(gap.describe())
+        if resource_type == "Observation":
+            facts.severe_symptoms = (
+                facts.severe_symptoms
+                if facts.severe_symptoms.present
+                else unknown("severe symptoms (pain score)", reason)
+            )
+            facts.prefers_no_anticoagulation = unknown("patient preference", reason)
+            if facts.pregnant.present is not True:
+                facts.pregnant = unknown("pregnancy status", reason)
+        elif resource_type == "Encounter":
+            facts.inpatient = unknown("inpatient status", reason)
+            facts.recent_hospitalization = unknown("recent hospitalization", reason)
+        elif resource_type == "Procedure":
+            facts.recent_surgery = unknown("recent surgery", reason)

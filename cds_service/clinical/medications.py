@@ -1,0 +1,310 @@
+"""What a MedicationRequest is: which anticoagulant (or antiplatelet, NSAID), at what daily dose, for how long.
+
+The agent comes from the RxNorm value sets (ingredient, brand and product codes from VSAC), else from the
+drug name in the text (reported as such). The dose per administration comes from ``doseQuantity`` (mg, or
+tablets/syringes/mL times the strength in the RxNorm display, or mg/kg times the latest weight) and the
+frequency from ``timing`` (repeat, or BID/TID/Q12H codes). Treatment vs prophylactic intensity is decided
+against the per-agent limits in ``thresholds.PROPHYLACTIC_DAILY_DOSE``; an unknown dose counts as treatment
+(KNOWLEDGE.md §1) and says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.clinical import terminology as tx
+from cds_service.clinical.fhirdata import concept_text, parse_date, reference_of
+from cds_service.clinical.model import DoseIntensity, MedicationUse, SourceRef
+from cds_service.clinical.thresholds import PROPHYLACTIC_DAILY_DOSE
+
+AGENT_CLASS = {
+    "apixaban": "doac",
+    "rivaroxaban": "doac",
+    "dabigatran": "doac",
+    "edoxaban": "doac",
+    "warfarin": "vka",
+    "enoxaparin": "lmwh",
+    "dalteparin": "lmwh",
+    "fondaparinux": "fondaparinux",
+    "heparin": "ufh",
+    "argatroban": "parenteral-dti",
+    "bivalirudin": "parenteral-dti",
+    "desirudin": "parenteral-dti",
+}
+CURRENT_STATUSES = {"active", "on-hold"}
+ORDER_INTENTS = {"order", "plan", "original-order", "reflex-order", "filler-order", "instance-order"}
+_PER_DAY = {
+    "QD": 1,
+    "QOD": 0.5,
+    "BID": 2,
+    "TID": 3,
+    "QID": 4,
+    "AM": 1,
+    "PM": 1,
+    "Q24H": 1,
+    "Q12H": 2,
+    "Q8H": 3,
+    "Q6H": 4,
+    "Q4H": 6,
+}
+_DAYS_PER_UNIT = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "mo": 30.4, "a": 365.25}
+_STRENGTH = re.compile(r"(?:(\d+(?:\.\d+)?)\s*ML\s+)?[a-z ,]*?(\d+(?:\.\d+)?)\s*(MG|UNT)(/ML)?", re.IGNORECASE)
+_UNIT_DOSE_WORDS = {
+    "tablet",
+    "tablets",
+    "tab",
+    "tabs",
+    "{tbl}",
+    "capsule",
+    "capsules",
+    "cap",
+    "syringe",
+    "syringes",
+    "{syringe}",
+    "1",
+    "each",
+    "{each}",
+    "dose",
+    "doses",
+    "injection",
+    "pen",
+    "unit dose",
+}
+
+
+@dataclass(frozen=True)
+class DrugMatch:
+    agent: str
+    agent_class: str
+    match: tx.Match
+    display: str
+
+
+def anticoagulant_of(concept: Any) -> DrugMatch | None:
+    for agent, agent_class in AGENT_CLASS.items():
+        match = tx.valueset(f"anticoagulant-{agent}").match(concept)
+        if match is not None:
+            return DrugMatch(agent, agent_class, match, _display(concept, match))
+    return None
+
+
+def other_drug_of(concept: Any, valueset_id: str, agent_class: str) -> DrugMatch | None:
+    match = tx.valueset(valueset_id).match(concept)
+    if match is None:
+        return None
+    return DrugMatch(concept_text(concept).lower() or agent_class, agent_class, match, _display(concept, match))
+
+
+def _display(concept: Any, match: tx.Match) -> str:
+    return match.display or concept_text(concept)
+
+
+class MedicationLookup:
+    """Resolves ``medicationReference`` within a request: contained, the record, or the draftOrders bundle."""
+
+    def __init__(self, medications: list[dict[str, Any]]):
+        self._by_ref: dict[str, dict[str, Any]] = {}
+        for med in medications:
+            if isinstance(med.get("id"), str):
+                self._by_ref[f"Medication/{med['id']}"] = med
+
+    def concept(self, request: dict[str, Any]) -> Any:
+        if isinstance(request.get("medicationCodeableConcept"), dict):
+            return request["medicationCodeableConcept"]
+        ref = request.get("medicationReference")
+        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+            return None
+        target = ref["reference"]
+        if target.startswith("#"):
+            for contained in request.get("contained", []) or []:
+                if isinstance(contained, dict) and contained.get("id") == target[1:]:
+                    return contained.get("code")
+            return None
+        key = "/".join(target.split("/_history")[0].split("/")[-2:])
+        med = self._by_ref.get(key)
+        if med is not None:
+            return med.get("code")
+        return {"text": ref["display"]} if isinstance(ref.get("display"), str) else None
+
+
+def is_current(request: dict[str, Any]) -> bool:
+    return request.get("status") in CURRENT_STATUSES and request.get("intent", "order") in ORDER_INTENTS
+
+
+def medication_use(
+    request: dict[str, Any],
+    drug: DrugMatch,
+    *,
+    weight_kg: float | None,
+) -> MedicationUse:
+    when = parse_date(request.get("authoredOn"))
+    source = SourceRef(reference_of(request), when, f"{drug.display} ({drug.match.label()})")
+    dose_mg, per_day, dose_text = _dose(request, drug, weight_kg)
+    daily = dose_mg * per_day if dose_mg is not None and per_day is not None else None
+    use = MedicationUse(
+        agent=drug.agent,
+        agent_class=drug.agent_class,
+        source=source,
+        daily_dose_mg=daily,
+        duration_days=duration_days(request),
+        matched_by_text=drug.match.by_text,
+        dose_text=dose_text,
+    )
+    use.intensity = intensity(drug.agent, daily, request, weight_kg)
+    return use
+
+
+def intensity(agent: str, daily_mg: float | None, request: dict[str, Any], weight_kg: float | None) -> DoseIntensity:
+    if agent == "heparin" and _route_is_iv(request):
+        return DoseIntensity.TREATMENT  # an infusion is therapeutic
+    limit = PROPHYLACTIC_DAILY_DOSE.get(agent)
+    if limit is None:
+        return DoseIntensity.TREATMENT  # no prophylactic regimen of this agent (warfarin, edoxaban, ...)
+    if daily_mg is None:
+        return DoseIntensity.UNKNOWN
+    if agent == "enoxaparin" and weight_kg:
+        return DoseIntensity.TREATMENT if daily_mg / weight_kg >= 1.0 else DoseIntensity.PROPHYLACTIC
+    return DoseIntensity.TREATMENT if daily_mg > limit.value else DoseIntensity.PROPHYLACTIC
+
+
+def _route_is_iv(request: dict[str, Any]) -> bool:
+    for dosage in request.get("dosageInstruction", []) or []:
+        text = concept_text(dosage.get("route")).lower() if isinstance(dosage, dict) else ""
+        if "intravenous" in text or text in {"iv", "47625008"}:
+            return True
+    return False
+
+
+def strength_of(display: str) -> tuple[float, str] | None:
+    """Amount per unit (tablet, syringe) from an RxNorm display: "0.4 ML enoxaparin sodium 100 MG/ML
+    Prefilled Syringe" -> (40, "mg"); "apixaban 5 MG Oral Tablet" -> (5, "mg")."""
+    match = _STRENGTH.search(display)
+    if match is None:
+        return None
+    volume, amount, unit, per_ml = match.groups()
+    value = float(amount)
+    if per_ml and volume:
+        value *= float(volume)
+    elif per_ml:
+        return None  # a concentration without a volume: needs the dose in mL
+    return value, "mg" if unit.upper() == "MG" else "unit"
+
+
+def _dose(request: dict[str, Any], drug: DrugMatch, weight_kg: float | None) -> tuple[float | None, float | None, str]:
+    """(amount per administration in mg or units, administrations per day, the dose in words)."""
+    dosages = [d for d in request.get("dosageInstruction", []) or [] if isinstance(d, dict)]
+    if not dosages:
+        return None, None, "no dosage instructions"
+    # The first phase of a multi-phase regimen is the most intense; judge intensity by the maintenance
+    # (last) phase so a loading phase does not hide a prophylactic maintenance dose, and vice versa.
+    dosage = sorted(dosages, key=lambda d: d.get("sequence", 0) if isinstance(d.get("sequence"), int) else 0)[-1]
+    text = dosage.get("text") if isinstance(dosage.get("text"), str) else ""
+    per_day = _per_day(dosage.get("timing"))
+    amount: float | None = None
+    for dose_rate in dosage.get("doseAndRate", []) or []:
+        quantity = dose_rate.get("doseQuantity") if isinstance(dose_rate, dict) else None
+        if not isinstance(quantity, dict):
+            rng = dose_rate.get("doseRange") if isinstance(dose_rate, dict) else None
+            quantity = rng.get("high") if isinstance(rng, dict) else None
+        if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+            amount = _amount(
+                float(quantity["value"]),
+                str(quantity.get("code") or quantity.get("unit") or ""),
+                drug.display,
+                weight_kg,
+            )
+            break
+    words = text or (f"{amount:g} per dose, {per_day:g}/day" if amount is not None and per_day else "dose not coded")
+    return amount, per_day, words
+
+
+def _amount(value: float, unit: str, display: str, weight_kg: float | None) -> float | None:
+    unit = unit.strip().lower()
+    if unit == "mg":
+        return value
+    if unit == "g":
+        return value * 1000
+    if unit in {"[iu]", "iu", "u", "[u]", "unit", "units"}:
+        return value
+    if unit in {"mg/kg", "mg/kg/dose"}:
+        return value * weight_kg if weight_kg else None
+    if unit in {"[iu]/kg", "iu/kg", "u/kg", "units/kg"}:
+        return value * weight_kg if weight_kg else None
+    strength = strength_of(display)
+    if unit in _UNIT_DOSE_WORDS and strength is not None:
+        return value * strength[0]
+    if unit == "ml":
+        concentration = re.search(r"(\d+(?:\.\d+)?)\s*(MG|UNT)/ML", display, re.IGNORECASE)
+        return value * float(concentration.group(1)) if concentration else None
+    return None
+
+
+def _per_day(timing: Any) -> float | None:
+    if not isinstance(timing, dict):
+        return None
+    repeat = timing.get("repeat")
+    if isinstance(repeat, dict):
+        frequency = repeat.get("frequencyMax") or repeat.get("frequency") or 1
+        period = repeat.get("period")
+        unit = repeat.get("periodUnit")
+        if isinstance(period, int | float) and period > 0 and unit in _DAYS_PER_UNIT:
+            return float(frequency) / (float(period) * _DAYS_PER_UNIT[unit])
+    code = timing.get("code")
+    for coding in code.get("coding", []) if isinstance(code, dict) else []:
+        if isinstance(coding, dict) and str(coding.get("code", "")).upper() in _PER_DAY:
+            return float(_PER_DAY[str(coding["code"]).upper()])
+    text = concept_text(code).upper().replace(" ", "") if isinstance(code, dict) else ""
+    return float(_PER_DAY[text]) if text in _PER_DAY else None
+
+
+def _days(duration: Any) -> float | None:
+    if not isinstance(duration, dict) or not isinstance(duration.get("value"), int | float):
+        return None
+    unit = str(duration.get("code") or duration.get("unit") or "").lower()
+    unit = {"day": "d", "days": "d", "week": "wk", "weeks": "wk", "month": "mo", "months": "mo"}.get(unit, unit)
+    factor = _DAYS_PER_UNIT.get(unit)
+    return float(duration["value"]) * factor if factor else None
+
+
+def duration_days(request: dict[str, Any]) -> int | None:
+    """Total intended duration: summed dosage phases (boundsDuration/boundsPeriod), else the supply."""
+    phases = []
+    for dosage in request.get("dosageInstruction", []) or []:
+        repeat = (dosage.get("timing") or {}).get("repeat") if isinstance(dosage, dict) else None
+        if not isinstance(repeat, dict):
+            phases.append(None)
+            continue
+        days = _days(repeat.get("boundsDuration"))
+        if days is None and isinstance(repeat.get("boundsPeriod"), dict):
+            start = parse_date(repeat["boundsPeriod"].get("start"))
+            end = parse_date(repeat["boundsPeriod"].get("end"))
+            days = float((end - start).days) if start and end else None
+        phases.append(days)
+    if phases and all(p is not None for p in phases):
+        return round(sum(p for p in phases if p is not None))
+    supply = (request.get("dispenseRequest") or {}).get("expectedSupplyDuration")
+    days = _days(supply)
+    if days is not None:
+        repeats = (request.get("dispenseRequest") or {}).get("numberOfRepeatsAllowed") or 0
+        return round(days * (1 + int(repeats)))
+    return None
+
+
+def current_uses(
+    requests: list[dict[str, Any]],
+    lookup: MedicationLookup,
+    classify: Callable[[Any], DrugMatch | None],
+    *,
+    weight_kg: float | None,
+) -> list[MedicationUse]:
+    uses = []
+    for request in requests:
+        if not is_current(request):
+            continue
+        drug = classify(lookup.concept(request))
+        if drug is not None:
+            uses.append(medication_use(request, drug, weight_kg=weight_kg))
+    return uses

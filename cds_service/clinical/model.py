@@ -1,0 +1,251 @@
+"""Plain data the clinical core passes around: facts read from the record, and what was decided.
+
+No FHIR models, no Flask: the facts carry only what the rules and the cards need, each with the resource
+(``SourceRef``) it came from so a card can say why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+
+class VeinClass(StrEnum):
+    PROXIMAL = "proximal"
+    DISTAL_AXIAL = "distal-axial"
+    DISTAL_MUSCULAR = "distal-muscular"
+    DISTAL_UNSPECIFIED = "distal-unspecified"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_distal(self) -> bool:
+        return self in (VeinClass.DISTAL_AXIAL, VeinClass.DISTAL_MUSCULAR, VeinClass.DISTAL_UNSPECIFIED)
+
+
+# Order of "how proximal": an episode is classified by its most proximal vein.
+_PROXIMALITY = {
+    VeinClass.PROXIMAL: 4,
+    VeinClass.DISTAL_AXIAL: 3,
+    VeinClass.DISTAL_UNSPECIFIED: 2,
+    VeinClass.DISTAL_MUSCULAR: 1,
+    VeinClass.UNKNOWN: 0,
+}
+
+
+class Side(StrEnum):
+    RIGHT = "right"
+    LEFT = "left"
+    BILATERAL = "bilateral"
+    UNKNOWN = "unknown"
+
+    def covers(self, other: Side) -> bool:
+        """Whether findings on this side include the ``other`` leg."""
+        return self == other or self == Side.BILATERAL
+
+    @property
+    def other(self) -> Side:
+        return {Side.RIGHT: Side.LEFT, Side.LEFT: Side.RIGHT}.get(self, Side.UNKNOWN)
+
+
+class Verification(StrEnum):
+    CONFIRMED = "confirmed"
+    PROVISIONAL = "provisional"
+    SUSPECTED = "suspected"  # differential / unconfirmed
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a fact came from: ``Condition/123`` dated 2026-11-20, coded ICD-10-CM I82.461."""
+
+    reference: str
+    when: date | None = None
+    how: str = ""
+
+    def describe(self) -> str:
+        parts = [self.reference]
+        if self.when:
+            parts.append(self.when.isoformat())
+        if self.how:
+            parts.append(self.how)
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Vein:
+    name: str
+    vein_class: VeinClass
+    code: str | None = None
+
+    def __lt__(self, other: Vein) -> bool:
+        return (self.vein_class, self.name) < (other.vein_class, other.name)
+
+
+@dataclass
+class Thrombosis:
+    """One DVT: from a Condition, or from a venous ultrasound finding."""
+
+    veins: tuple[Vein, ...]
+    side: Side
+    onset: date | None
+    verification: Verification
+    acute: bool
+    source: SourceRef
+    from_text: bool = False
+    length_cm: float | None = None
+    diameter_mm: float | None = None
+    distance_to_popliteal_cm: float | None = None
+    from_imaging: bool = False
+
+    @property
+    def vein_class(self) -> VeinClass:
+        if not self.veins:
+            return VeinClass.UNKNOWN
+        return max((v.vein_class for v in self.veins), key=_PROXIMALITY.__getitem__)
+
+    @property
+    def is_distal(self) -> bool:
+        return self.vein_class.is_distal
+
+    @property
+    def muscular_only(self) -> bool:
+        return bool(self.veins) and all(v.vein_class == VeinClass.DISTAL_MUSCULAR for v in self.veins)
+
+    @property
+    def vein_count(self) -> int:
+        return len({v.name for v in self.veins})
+
+    def describe(self) -> str:
+        veins = ", ".join(sorted({v.name for v in self.veins})) or "veins not documented"
+        side = "" if self.side == Side.UNKNOWN else f"{self.side.value} "
+        return f"{side}{veins}"
+
+
+@dataclass
+class ImagingStudy:
+    """A venous duplex ultrasound result (Observation, grouped by a DiagnosticReport where present)."""
+
+    source: SourceRef
+    when: date | None
+    legs_examined: Side
+    thromboses: list[Thrombosis] = field(default_factory=list)  # one per leg with thrombus
+    no_thrombus: bool = False
+    coded: bool = True  # False: narrative only, nothing about veins could be read
+    limited: bool = False
+
+
+@dataclass
+class DDimer:
+    positive: bool | None
+    reason: str  # why positive/negative, in words: "lab interpretation H", ">= 500 ng/mL FEU"
+    value_text: str
+    source: SourceRef
+
+
+@dataclass
+class Finding:
+    """A yes/no fact with its evidence; ``present`` None means it could not be assessed."""
+
+    present: bool | None
+    sources: list[SourceRef] = field(default_factory=list)
+    note: str = ""
+
+    @classmethod
+    def absent(cls, note: str = "") -> Finding:
+        return cls(False, [], note)
+
+    @classmethod
+    def unknown(cls, note: str) -> Finding:
+        return cls(None, [], note)
+
+
+@dataclass
+class Measurement:
+    value: float
+    unit: str
+    source: SourceRef
+
+
+class DoseIntensity(StrEnum):
+    TREATMENT = "treatment"
+    PROPHYLACTIC = "prophylactic"
+    UNKNOWN = "unknown"  # counts as treatment (KNOWLEDGE.md §1); the card says so
+
+
+@dataclass
+class MedicationUse:
+    agent: str  # ingredient name, e.g. "apixaban"
+    agent_class: str  # doac | vka | lmwh | fondaparinux | ufh | parenteral-dti | antiplatelet | nsaid
+    source: SourceRef
+    intensity: DoseIntensity = DoseIntensity.UNKNOWN
+    daily_dose_mg: float | None = None
+    duration_days: int | None = None
+    matched_by_text: bool = False
+    dose_text: str = ""
+
+
+@dataclass
+class PlannedImaging:
+    source: SourceRef
+    due: date | None
+    legs: Side
+    done: bool = False  # a repeat study already performed
+
+
+@dataclass
+class ProvokingFactor:
+    kind: str  # surgery | hospitalization | leg-trauma | immobilization | pregnancy | postpartum | estrogen
+    label: str
+    source: SourceRef
+
+
+@dataclass
+class Patient:
+    age: int | None
+    sex: str | None  # male | female | other | unknown
+    reference: str
+
+
+@dataclass
+class Labs:
+    weight: Measurement | None = None
+    creatinine_mg_dl: Measurement | None = None
+    crcl_ml_min: Measurement | None = None
+    egfr: Measurement | None = None
+    platelets: Measurement | None = None
+    hemoglobin_g_dl: Measurement | None = None
+
+
+@dataclass
+class ClinicalFacts:
+    patient: Patient
+    thromboses: list[Thrombosis]  # acute episodes, Conditions and imaging
+    suspected: list[Thrombosis]  # differential/unconfirmed DVT conditions
+    imaging: list[ImagingStudy]
+    ddimer: DDimer | None
+    anticoagulants: list[MedicationUse]
+    antiplatelets: list[MedicationUse]
+    nsaids: list[MedicationUse]
+    planned_imaging: list[PlannedImaging]
+    provoking: list[ProvokingFactor]
+    active_cancer: Finding
+    metastatic_cancer: Finding
+    prior_vte: Finding
+    inpatient: Finding
+    recent_hospitalization: Finding
+    recent_surgery: Finding
+    severe_symptoms: Finding
+    covid19: Finding
+    pregnant: Finding
+    postpartum: Finding
+    prefers_no_anticoagulation: Finding
+    labs: Labs
+    bleeding_conditions: dict[str, Finding]  # bleeding-risk factors read from Conditions and history
+    pulmonary_embolism: Finding
+    interacting_drugs: list[MedicationUse] = field(default_factory=list)  # strong P-gp/CYP3A4 drugs (DOAC caution)
+    not_assessed: list[str] = field(default_factory=list)  # data gaps, in words
+    data_notes: list[str] = field(default_factory=list)  # data-quality notes (text-only codes, invalid resources)
+
+    @property
+    def anticoagulated(self) -> bool:
+        return any(m.intensity != DoseIntensity.PROPHYLACTIC for m in self.anticoagulants)

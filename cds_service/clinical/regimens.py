@@ -1,0 +1,138 @@
+"""Which anticoagulant regimen the population calls for (KNOWLEDGE.md §3 "Anticoagulation orders").
+
+Standard: apixaban 10 mg twice daily for 7 days then 5 mg twice daily (rivaroxaban 15 mg twice daily with food
+for 21 days then 20 mg daily as the alternative), 3 months for isolated distal DVT (CHEST 1B; DOAC over
+warfarin, ASH/CHEST). Pregnancy or postpartum: therapeutic LMWH, enoxaparin 1 mg/kg every 12 h by the latest
+weight, until at least 6 weeks postpartum and 3 months in total; no warfarin, no DOAC (Blood 2020). Active
+cancer: apixaban (NCCN category 1; edoxaban after ≥ 5 days of parenteral anticoagulation or rivaroxaban are
+alternatives; LMWH with gastric or gastro-oesophageal lesions), at least 3 months and while the cancer or its
+treatment is active. CrCl < 30 mL/min: enoxaparin 1 mg/kg once daily (no dabigatran, edoxaban or
+fondaparinux; caution with rivaroxaban and apixaban).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cds_service.clinical import evidence
+from cds_service.clinical.evidence import Citation
+from cds_service.clinical.model import ClinicalFacts
+from cds_service.clinical.thresholds import RENAL_DRUG_CRCL, TREATMENT_DURATION_MONTHS
+
+THREE_MONTHS_DAYS = 90
+
+
+@dataclass(frozen=True)
+class DosePhase:
+    dose: float
+    unit: str  # "mg" or "mg/kg"
+    per_day: int
+    days: int | None  # None: until the end of the course
+    text: str
+    with_food: bool = False
+
+
+@dataclass(frozen=True)
+class Regimen:
+    agent: str
+    rxnorm_code: str
+    rxnorm_display: str
+    route: str  # SNOMED-free wording; the order carries text
+    phases: tuple[DosePhase, ...]
+    total_days: int | None
+    duration_text: str
+    population: str  # standard | pregnancy | cancer | renal
+    citation: Citation
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def summary(self) -> str:
+        return f"{self.agent} " + ", then ".join(p.text for p in self.phases)
+
+
+def _standard() -> Regimen:
+    months = TREATMENT_DURATION_MONTHS.int_value
+    return Regimen(
+        agent="apixaban",
+        rxnorm_code="1364445",
+        rxnorm_display="apixaban 5 MG Oral Tablet",
+        route="oral",
+        phases=(
+            DosePhase(10, "mg", 2, 7, "10 mg twice daily for 7 days"),
+            DosePhase(5, "mg", 2, THREE_MONTHS_DAYS - 7, "5 mg twice daily"),
+        ),
+        total_days=THREE_MONTHS_DAYS,
+        duration_text=f"{months} months (isolated distal DVT)",
+        population="standard",
+        citation=evidence.CHEST_2016,
+        notes=("Alternative: rivaroxaban 15 mg twice daily with food for 21 days, then 20 mg once daily with food.",),
+    )
+
+
+def rivaroxaban_alternative() -> Regimen:
+    return Regimen(
+        agent="rivaroxaban",
+        rxnorm_code="1232082",
+        rxnorm_display="rivaroxaban 15 MG Oral Tablet",
+        route="oral",
+        phases=(
+            DosePhase(15, "mg", 2, 21, "15 mg twice daily with food for 21 days", with_food=True),
+            DosePhase(20, "mg", 1, THREE_MONTHS_DAYS - 21, "20 mg once daily with food", with_food=True),
+        ),
+        total_days=THREE_MONTHS_DAYS,
+        duration_text=f"{TREATMENT_DURATION_MONTHS.int_value} months (isolated distal DVT)",
+        population="standard",
+        citation=evidence.FDA_LABELS,
+        notes=("The 20 mg maintenance tablet (RxNorm 1232086) is ordered when the 21-day phase ends.",),
+    )
+
+
+def choose_regimen(facts: ClinicalFacts) -> Regimen:
+    crcl = facts.labs.crcl_ml_min
+    if facts.pregnant.present or facts.postpartum.present:
+        return Regimen(
+            agent="enoxaparin",
+            rxnorm_code="67108",
+            rxnorm_display="enoxaparin",
+            route="subcutaneous",
+            phases=(DosePhase(1, "mg/kg", 2, None, "1 mg/kg subcutaneously every 12 hours"),),
+            total_days=None,
+            duration_text="until at least 6 weeks after delivery, and at least 3 months in total",
+            population="pregnancy",
+            citation=evidence.PREGNANCY_BLOOD_2020,
+            notes=("No warfarin (teratogenic) and no DOAC in pregnancy; LMWH is compatible with breastfeeding.",),
+        )
+    if facts.active_cancer.present:
+        base = _standard()
+        return Regimen(
+            agent=base.agent,
+            rxnorm_code=base.rxnorm_code,
+            rxnorm_display=base.rxnorm_display,
+            route=base.route,
+            phases=base.phases,
+            total_days=THREE_MONTHS_DAYS,
+            duration_text="at least 3 months, and as long as the cancer or its treatment is active",
+            population="cancer",
+            citation=evidence.NCCN_CAT,
+            notes=(
+                "Alternatives: edoxaban after at least 5 days of parenteral anticoagulation, or rivaroxaban; "
+                "LMWH is preferred with gastric or gastro-oesophageal lesions.",
+            ),
+        )
+    if crcl is not None and crcl.value < RENAL_DRUG_CRCL.value:
+        return Regimen(
+            agent="enoxaparin",
+            rxnorm_code="67108",
+            rxnorm_display="enoxaparin",
+            route="subcutaneous",
+            phases=(DosePhase(1, "mg/kg", 1, None, "1 mg/kg subcutaneously once daily (CrCl < 30 mL/min)"),),
+            total_days=THREE_MONTHS_DAYS,
+            duration_text="3 months (isolated distal DVT)",
+            population="renal",
+            citation=evidence.CHEST_2016,
+            notes=(
+                f"CrCl {crcl.value:g} mL/min: no dabigatran, edoxaban or fondaparinux; caution with rivaroxaban and "
+                "apixaban. Consider anti-Xa monitoring.",
+            ),
+        )
+    return _standard()

@@ -1,0 +1,217 @@
+"""Prefetch: render the templates, take what the EHR sent, fetch what it did not, into a PatientRecord.
+
+Each key of a request's ``prefetch`` is in one of the states CONFORMANCE.md §1.4 lists, and each has one
+answer here:
+
+=====================================  =======================================================================
+what the EHR sent for the key          what we do
+=====================================  =======================================================================
+absent                                 fetch it from ``fhirServer`` (if we may), else record a gap
+``null``                               search: "no data" (empty); read of a required resource: fetch, else 412
+empty searchset                        empty
+OperationOutcome (alone, or as the     fetch it (the EHR could not); informational outcome entries in a
+only error entries of a searchset)     searchset with matches are ignored
+searchset with a ``next`` link         keep the page, fetch the following pages
+resource / searchset with matches      use it
+=====================================  =======================================================================
+
+A required key that stays unobtainable ends the call with 412 (CDS Hooks 2.0: SHALL).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from cds_service.errors import PreconditionFailed
+from cds_service.fhir.bundles import is_operation_outcome, read_bundle_page
+from cds_service.fhir.client import FetchResult, FhirClient, FhirQuery
+from cds_service.fhir.record import DataGap, PatientRecord
+
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9.]*)\s*\}\}")
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+
+@dataclass(frozen=True)
+class PrefetchKey:
+    """One prefetch template a service asks for; ``required`` keys end the call with 412 when unobtainable."""
+
+    name: str
+    template: str
+    required: bool = False
+
+    @property
+    def resource_type(self) -> str:
+        match = re.match(r"[A-Za-z]+", self.template)
+        if match is None:
+            raise ValueError(f"template {self.template!r} does not start with a resource type")
+        return match.group(0)
+
+    @property
+    def is_read(self) -> bool:
+        return "?" not in self.template
+
+
+def render(template: str, context: dict[str, Any]) -> str | None:
+    """Fill the prefetch tokens the specification allows; None when a token has no value in this context."""
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        token = match.group(1)
+        found: Any = None
+        if token.startswith("context."):
+            found = context.get(token.removeprefix("context."))
+        elif token in _USER_TOKENS:
+            user = context.get("userId")
+            prefix = _USER_TOKENS[token] + "/"
+            if isinstance(user, str) and user.startswith(prefix):
+                found = user.removeprefix(prefix)
+        if not isinstance(found, str) or not found:
+            missing = True
+            return ""
+        return quote(found, safe="")
+
+    rendered = _TOKEN.sub(value, template)
+    return None if missing else rendered
+
+
+@dataclass
+class _KeyState:
+    key: PrefetchKey
+    rendered: str
+    resources: list[dict[str, Any]]
+    source: str = "prefetch"
+    fetch_url: str | None = None  # what to fetch: the rendered query, or a next link to continue
+    fetch_reason: str | None = None  # why a fetch is needed (for the gap if it cannot happen)
+    continuation: bool = False
+
+
+class PrefetchResolver:
+    def __init__(self, client: FhirClient, server_allowed: Callable[[str], tuple[bool, str]]):
+        self._client = client
+        self._server_allowed = server_allowed
+
+    def resolve(
+        self,
+        keys: Sequence[PrefetchKey],
+        *,
+        context: dict[str, Any],
+        patient_id: str,
+        prefetch: dict[str, Any] | None,
+        fhir_server: str | None,
+        access_token: str | None,
+        deadline: float,
+    ) -> PatientRecord:
+        record = PatientRecord(patient_id=patient_id)
+        sent = prefetch or {}
+        states: list[_KeyState] = []
+        for key in keys:
+            rendered = render(key.template, context)
+            if rendered is None:
+                continue  # e.g. no encounterId in this context: the key does not apply
+            states.append(self._classify(key, rendered, sent))
+
+        to_fetch = [s for s in states if s.fetch_url is not None]
+        results: dict[str, FetchResult] = {}
+        if to_fetch:
+            allowed, why_not = (False, "no fhirServer in the request")
+            if fhir_server is not None:
+                allowed, why_not = self._server_allowed(fhir_server)
+            if allowed and fhir_server is not None:
+                queries = [
+                    FhirQuery(
+                        key=s.key.name,
+                        url=_absolute(fhir_server, s.fetch_url or ""),
+                        resource_type=s.key.resource_type,
+                        is_read=s.key.is_read and not s.continuation,
+                    )
+                    for s in to_fetch
+                ]
+                results = self._client.fetch_many(queries, base_url=fhir_server, token=access_token, deadline=deadline)
+            else:
+                for state in to_fetch:
+                    results[state.key.name] = FetchResult(state.key.name, ok=False, reason=why_not)
+
+        failed_required: list[str] = []
+        for state in states:
+            record.add(state.resources)
+            result = results.get(state.key.name)
+            if state.fetch_url is None or result is None:
+                record.sources[state.key.name] = state.source
+                continue
+            record.sources[state.key.name] = "prefetch+fhir" if state.continuation else "fhir"
+            record.add(result.resources)
+            reason = f"{state.fetch_reason}; {result.reason}" if result.reason else state.fetch_reason
+            if not result.ok:
+                if state.continuation:
+                    record.add_gap(DataGap(state.key.name, state.key.resource_type, reason or "", partial=True))
+                    continue
+                record.sources[state.key.name] = "none"
+                record.add_gap(DataGap(state.key.name, state.key.resource_type, reason or ""))
+                if state.key.required:
+                    failed_required.append(f"{state.key.name}: {reason}")
+            elif result.not_found and state.key.required:
+                failed_required.append(f"{state.key.name}: {state.key.resource_type} not found on fhirServer")
+            elif result.truncated:
+                record.add_gap(DataGap(state.key.name, state.key.resource_type, result.reason or "", partial=True))
+        if failed_required:
+            raise PreconditionFailed(
+                "Data this service cannot work without could not be obtained by prefetch or from fhirServer",
+                details=failed_required,
+            )
+        return record.finish()
+
+    @staticmethod
+    def _classify(key: PrefetchKey, rendered: str, sent: dict[str, Any]) -> _KeyState:
+        state = _KeyState(key=key, rendered=rendered, resources=[])
+        if key.name not in sent:
+            state.fetch_url, state.fetch_reason = rendered, "not prefetched"
+            return state
+        value = sent[key.name]
+        if value is None:
+            # "no data to populate": a search is empty; a required single resource cannot be absent.
+            if key.is_read and key.required:
+                state.fetch_url, state.fetch_reason = rendered, "prefetch was null"
+            return state
+        if is_operation_outcome(value):
+            state.fetch_url, state.fetch_reason = rendered, "prefetch held an OperationOutcome"
+            return state
+        kind = value.get("resourceType")
+        if kind == "Bundle":
+            page = read_bundle_page(value)
+            matches = [r for r in page.resources if not key.is_read or r.get("resourceType") == key.resource_type]
+            if page.has_error and not matches:
+                state.fetch_url, state.fetch_reason = rendered, "prefetch held an error OperationOutcome"
+                return state
+            state.resources = matches
+            if key.is_read and not matches:
+                state.fetch_url, state.fetch_reason = rendered, "prefetch Bundle held no resource"
+            elif page.next_url is not None:
+                state.fetch_url, state.fetch_reason = page.next_url, "prefetch was paginated"
+                state.continuation = True
+            return state
+        if key.is_read and kind == key.resource_type:
+            state.resources = [value]
+            return state
+        state.fetch_url, state.fetch_reason = rendered, "prefetch held an unexpected resource type"
+        return state
+
+
+def _absolute(fhir_server: str, url: str) -> str:
+    if url.startswith(("http://", "https://")):
+        return url
+    return f"{fhir_server.rstrip('/')}/{url.lstrip('/')}"
+
+
+def monotonic_deadline(seconds: float) -> float:
+    return time.monotonic() + seconds

@@ -1,0 +1,87 @@
+"""Structured JSON logs: one object per line, only whitelisted fields (no PHI, no tokens).
+
+Callers pass facts as ``extra={"fields": {...}}``; only the keys in ``ALLOWED_FIELDS`` are written, so a
+patient id or a token cannot reach the log by accident. Messages are fixed strings written by this code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+ALLOWED_FIELDS = frozenset(
+    {
+        "event",
+        "hookInstance",
+        "service",
+        "hook",
+        "status",
+        "duration_ms",
+        "fetch_ms",
+        "sources",
+        "decision",
+        "topics",
+        "cards",
+        "gaps",
+        "error",
+        "reason",
+        "method",
+        "path",
+        "auth",
+        "iss",
+        "key",
+        "count",
+        "host",
+        "port",
+        "resource_type",
+        "errors",
+        "issuer",
+        "workers",
+        "outcome",
+        "stored",
+        "duplicates",
+    }
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update({k: v for k, v in fields.items() if k in ALLOWED_FIELDS})
+        for name in ("key", "resource_type", "errors", "status"):
+            value = getattr(record, name, None)
+            if value is not None and name not in entry:
+                entry[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type and where it happened; never its message (it can quote request content).
+            exc_type, _, tb = record.exc_info
+            frames = []
+            while tb is not None:
+                frames.append(f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}")
+                tb = tb.tb_next
+            entry["exception"] = {"type": exc_type.__name__, "at": frames[-6:]}
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("werkzeug").setLevel("WARNING")
+    logging.getLogger("urllib3").setLevel("WARNING")
+
+
+def log_fields(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
+    logger.log(level, message, extra={"fields": fields})

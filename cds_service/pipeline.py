@@ -1,0 +1,160 @@
+"""One CDS Hooks call from parsed JSON to cards: validate, resolve prefetch, run the hook, audit, log.
+
+The web layer (app.py) hands over the JSON body; everything after that is here so it can be tested without
+HTTP and so app.py stays routes only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from cds_service.clinical.config import RuleConfig
+from cds_service.errors import BadRequest, CdsError
+from cds_service.fhir.client import FhirClient
+from cds_service.fhir.prefetch import PrefetchResolver
+from cds_service.logs import log_fields
+from cds_service.protocol import CdsResponse, HookRequest
+from cds_service.settings import Settings
+from cds_service.store import IssuedCard, Store
+from hooks import HookCall, HookService
+
+log = logging.getLogger("cds_service.calls")
+
+
+def validation_details(error: ValidationError, prefix: str = "") -> list[str]:
+    """Where and what, never the offending value (it may be PHI)."""
+    details = []
+    for item in error.errors(include_input=False, include_url=False)[:20]:
+        where = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        details.append(f"{where or 'body'}: {item['msg']}")
+    return details
+
+
+class CallPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: FhirClient,
+        store: Store,
+        clock: Callable[[], datetime],
+        server_allowed: Callable[[str], tuple[bool, str]],
+    ):
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._resolver = PrefetchResolver(client, server_allowed)
+        self._config = RuleConfig(
+            profile=settings.rule_profile,
+            acute_window_days=settings.acute_window_days,
+            recent_hospitalization_days=settings.recent_hospitalization_days,
+            recent_surgery_days=settings.recent_surgery_days,
+            close_to_popliteal_cm=settings.close_to_popliteal_cm,
+        )
+
+    def invoke(self, service: HookService, body: Any, *, started: float) -> dict[str, Any]:
+        hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
+        fields: dict[str, Any] = {
+            "event": "hook-call",
+            "service": service.id,
+            "hookInstance": hook_instance if isinstance(hook_instance, str) else None,
+        }
+        status, decision, topics, gaps = 200, None, [], []
+        issued: list[IssuedCard] = []
+        try:
+            request = self._parse(service, body)
+            context = self._context(service, request)
+            deadline = started + self._settings.call_deadline_s
+            fetch_started = time.monotonic()
+            record = self._resolver.resolve(
+                service.prefetch,
+                context=context.model_dump(),
+                patient_id=context.patientId,
+                prefetch=request.prefetch,
+                fhir_server=request.fhirServer,
+                access_token=request.access_token,
+                deadline=deadline,
+            )
+            fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)
+            fields["sources"] = record.sources
+            result = service.handler(HookCall(request, context, record, self._clock(), self._config))
+            decision, gaps = result.decision, result.data_gaps
+            topics = [c.source.topic.code for c in result.cards if c.source.topic]
+            issued = [
+                IssuedCard(c.uuid, c.source.topic.code if c.source.topic else "", c.indicator) for c in result.cards
+            ]
+            return CdsResponse(cards=result.cards).to_json()
+        except CdsError as error:
+            status = error.status
+            fields["error"] = error.message
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            duration = round((time.monotonic() - started) * 1000, 1)
+            log_fields(
+                log,
+                logging.INFO if status < 500 else logging.ERROR,
+                "hook call",
+                **fields,
+                status=status,
+                duration_ms=duration,
+                decision=decision,
+                topics=topics,
+                gaps=gaps,
+            )
+            if isinstance(fields.get("hookInstance"), str):
+                self._audit(fields["hookInstance"], service.id, status, decision, issued, gaps, duration)
+
+    def _audit(
+        self,
+        hook_instance: str,
+        service_id: str,
+        status: int,
+        decision: str | None,
+        issued: list[IssuedCard],
+        gaps: list[str],
+        duration: float,
+    ) -> None:
+        try:
+            self._store.record_decision(
+                hook_instance=hook_instance[:256],
+                service_id=service_id,
+                status=status,
+                decision=decision,
+                cards=issued,
+                data_gaps=gaps,
+                duration_ms=duration,
+            )
+        except Exception:  # the audit must never cost the clinician the cards
+            log.exception("audit write failed")
+
+    @staticmethod
+    def _parse(service: HookService, body: Any) -> HookRequest:
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object")
+        try:
+            request = HookRequest.model_validate(body)
+        except ValidationError as error:
+            raise BadRequest(
+                "The request is not a valid CDS Hooks request", details=validation_details(error)
+            ) from None
+        if request.hook != service.hook:
+            raise BadRequest(f"Service {service.id} answers the {service.hook} hook, not {request.hook[:64]!r}")
+        return request
+
+    @staticmethod
+    def _context(service: HookService, request: HookRequest) -> Any:
+        try:
+            return service.context_model.model_validate(request.context)
+        except ValidationError as error:
+            raise BadRequest(
+                f"The context is not valid for the {service.hook} hook", details=validation_details(error, "context")
+            ) from None

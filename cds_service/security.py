@@ -1,0 +1,229 @@
+"""Who may call us (the EHR's JWT) and whom we may call with its access token (the fhirServer allowlist).
+
+JWT checks follow CDS Hooks 2.0 "Trusting CDS Clients" and the best-practice steps (CONFORMANCE.md §1.9):
+allowlisted ``iss``; a ``jku`` honoured only if allowlisted for that issuer; keys from the issuer's JWKS
+(cached, refetched once on an unknown ``kid`` with a floor on how often); a fixed algorithm allowlist (never
+``none`` or HMAC, whatever the header says); ``aud`` equal to our public URL of the endpoint called; ``exp``
+required, ``iat``/``nbf`` with leeway; ``jti`` required and remembered until the token expires. A failure is
+a bare 401; the reason goes to the log only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+
+from cds_service.errors import Unauthorized
+from cds_service.settings import Settings, TrustedIssuer, is_loopback_host
+from cds_service.store import Store
+
+log = logging.getLogger(__name__)
+
+# RS384 and ES384 are what the specification recommends and what Epic and the sandbox use; the rest of the
+# RSA / ECDSA / RSASSA-PSS family is accepted for clients that need it. Never HMAC, never "none".
+ALLOWED_ALGORITHMS: tuple[str, ...] = (
+    "RS384",
+    "ES384",
+    "RS256",
+    "RS512",
+    "ES256",
+    "ES512",
+    "PS256",
+    "PS384",
+    "PS512",
+)
+_MAX_JWKS_BYTES = 256 * 1024
+_MAX_TOKEN_BYTES = 16 * 1024
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fhirServer allowlist
+# --------------------------------------------------------------------------------------------------------------
+def fhir_server_policy(settings: Settings):
+    """Decide whether a request's ``fhirServer`` may be contacted (and receive the access token)."""
+    prefixes = [p.rstrip("/") for p in settings.fhir_server_allowlist]
+    development = settings.auth == "off"
+
+    def allowed(url: str) -> tuple[bool, str]:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme == "http" and not (development and is_loopback_host(host)):
+            return False, "fhirServer is not https; not contacted"
+        if parts.scheme not in ("http", "https") or parts.username or parts.password:
+            return False, "fhirServer URL not acceptable; not contacted"
+        if prefixes:
+            if any(url == p or url.startswith(p + "/") for p in prefixes):
+                return True, ""
+            return False, "fhirServer not on DVT_CDS_FHIR_SERVER_ALLOWLIST; not contacted"
+        if development:
+            return True, ""
+        return False, "DVT_CDS_FHIR_SERVER_ALLOWLIST is empty; fhirServer not contacted"
+
+    return allowed
+
+
+# --------------------------------------------------------------------------------------------------------------
+# JWT
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CallerIdentity:
+    iss: str
+    sub: str | None
+    tenant: str | None
+    jti: str
+
+
+class JwksCache:
+    """Public keys per JWKS URL: fetched with a timeout, cached, refetched on an unknown kid at most once
+    per ``min_refetch_s`` (key rotation without letting a stream of bogus kids hammer the issuer)."""
+
+    def __init__(self, *, timeout_s: float, min_refetch_s: float, allow_http_loopback: bool):
+        self._timeout_s = timeout_s
+        self._min_refetch_s = min_refetch_s
+        self._allow_http_loopback = allow_http_loopback
+        self._keys: dict[str, dict[str, dict[str, Any]]] = {}
+        self._fetched_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+        self._session.trust_env = False
+
+    def key(self, url: str, kid: str) -> dict[str, Any] | None:
+        with self._lock:
+            keys = self._keys.get(url)
+            if keys is not None and kid in keys:
+                return keys[kid]
+            last = self._fetched_at.get(url)
+            if last is not None and time.monotonic() - last < self._min_refetch_s:
+                return None
+            self._fetched_at[url] = time.monotonic()
+        fetched = self._fetch(url)
+        with self._lock:
+            if fetched is not None:
+                self._keys[url] = fetched
+            return self._keys.get(url, {}).get(kid)
+
+    def _fetch(self, url: str) -> dict[str, dict[str, Any]] | None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (
+            self._allow_http_loopback and parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+        ):
+            log.warning("jwks url refused: not https")
+            return None
+        try:
+            with self._session.get(url, timeout=self._timeout_s, allow_redirects=False, stream=True) as response:
+                if response.status_code != 200:
+                    log.warning("jwks fetch failed", extra={"status": response.status_code})
+                    return None
+                raw = response.raw.read(_MAX_JWKS_BYTES + 1, decode_content=True)
+            if len(raw) > _MAX_JWKS_BYTES:
+                return None
+            return keys_by_kid(json.loads(raw))
+        except (requests.RequestException, ValueError, RecursionError) as exc:
+            log.warning("jwks fetch failed: %s", type(exc).__name__)
+            return None
+
+
+def keys_by_kid(jwks: Any) -> dict[str, dict[str, Any]]:
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    found: dict[str, dict[str, Any]] = {}
+    for key in keys if isinstance(keys, list) else []:
+        if isinstance(key, dict) and isinstance(key.get("kid"), str):
+            found[key["kid"]] = key
+    return found
+
+
+class ClientAuthenticator:
+    def __init__(self, settings: Settings, store: Store, jwks_cache: JwksCache | None = None):
+        self._settings = settings
+        self._store = store
+        self._issuers: dict[str, TrustedIssuer] = {i.iss: i for i in settings.trusted_issuers}
+        self._jwks = jwks_cache or JwksCache(
+            timeout_s=settings.jwks_timeout_s,
+            min_refetch_s=settings.jwks_min_refetch_s,
+            allow_http_loopback=is_loopback_host(settings.host),
+        )
+
+    def authenticate(self, authorization: str | None, audience: str) -> CallerIdentity:
+        token = _bearer_token(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"malformed token ({type(exc).__name__})") from exc
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise Unauthorized(f"algorithm not allowed ({str(alg)[:16]})")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized("no kid")
+        iss = unverified.get("iss")
+        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise Unauthorized("issuer not trusted")
+
+        jwk = self._find_key(issuer, header, kid)
+        if jwk is None:
+            raise Unauthorized("signing key not found")
+        if jwk.get("alg") not in (None, alg):
+            raise Unauthorized("key algorithm does not match token")
+        try:
+            key = jwt.PyJWK(jwk, algorithm=alg).key
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=audience,
+                issuer=issuer.iss,
+                leeway=self._settings.jwt_leeway_s,
+                options={"require": ["exp", "iat", "jti", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"token rejected ({type(exc).__name__})") from exc
+
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            raise Unauthorized("jti not acceptable")
+        expires_at = datetime.fromtimestamp(float(claims["exp"]) + self._settings.jwt_leeway_s, UTC)
+        if not self._store.remember_jti(issuer.iss, jti, expires_at):
+            raise Unauthorized("jti replayed")
+        sub = claims.get("sub")
+        tenant = claims.get("tenant")
+        return CallerIdentity(
+            iss=issuer.iss,
+            sub=sub if isinstance(sub, str) else None,
+            tenant=tenant if isinstance(tenant, str) else None,
+            jti=jti,
+        )
+
+    def _find_key(self, issuer: TrustedIssuer, header: dict[str, Any], kid: str) -> dict[str, Any] | None:
+        jku = header.get("jku")
+        if jku is not None:
+            if not isinstance(jku, str) or jku not in issuer.jku_allowed:
+                raise Unauthorized("jku not allowlisted")
+            return self._jwks.key(jku, kid)
+        if issuer.jwks is not None:
+            return keys_by_kid(issuer.jwks).get(kid)
+        if issuer.jwks_url is not None:
+            return self._jwks.key(issuer.jwks_url, kid)
+        raise Unauthorized("issuer requires a jku header")
+
+
+def _bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("no Authorization header")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Authorization is not a Bearer token")
+    if len(token) > _MAX_TOKEN_BYTES:
+        raise Unauthorized("token too large")
+    return token

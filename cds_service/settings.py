@@ -1,0 +1,130 @@
+"""Every tunable of the service, read once from the environment (prefix ``DVT_CDS_``).
+
+Nothing else in the code base reads ``os.environ``: a setting is added here, documented in the README table,
+and passed down. Clinical thresholds that are settings (windows in days) are also named in
+``clinical/thresholds.py`` with their citation; the values here only override those defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cds_service.clinical import thresholds
+
+
+class TrustedIssuer(BaseModel):
+    """One CDS client allowed to call us: its ``iss`` and where its public keys are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iss: str
+    jwks_url: str | None = None
+    jwks: dict[str, Any] | None = None
+    jku_allowed: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustedIssuer:
+        if not self.jwks_url and not self.jwks and not self.jku_allowed:
+            raise ValueError(f"trusted issuer {self.iss!r} needs jwks_url, jwks or jku_allowed")
+        return self
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DVT_CDS_", extra="ignore", validate_default=True)
+
+    # --- serving -----------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_base_url: str | None = None
+    workers: int = Field(default=2, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- authentication of the calling EHR --------------------------------------------------------
+    auth: Literal["jwt", "off"] = "jwt"
+    trusted_issuers: Annotated[list[TrustedIssuer], NoDecode] = Field(default_factory=list)
+    jwt_leeway_s: int = Field(default=60, ge=0, le=600)
+    jwks_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    jwks_min_refetch_s: float = Field(default=60.0, ge=0)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+
+    # --- the EHR's FHIR server --------------------------------------------------------------------
+    fhir_server_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    call_deadline_s: float = Field(default=2.0, gt=0, le=60)
+    fhir_request_timeout_s: float = Field(default=1.5, gt=0, le=60)
+    fhir_max_pages: int = Field(default=20, ge=1, le=1000)
+    fhir_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    fhir_max_parallel: int = Field(default=16, ge=1, le=256)
+
+    # --- hostile input ----------------------------------------------------------------------------
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+    max_bundle_entries: int = Field(default=20_000, ge=1)
+
+    # --- persistence --------------------------------------------------------------------------------
+    database_url: str = "sqlite:///var/dvt-cds.sqlite3"
+
+    # --- clinical --------------------------------------------------------------------------------------
+    rule_profile: Literal["seed", "chest"] = "seed"
+    acute_window_days: int = Field(default=thresholds.ACUTE_WINDOW_DAYS.value, ge=1, le=365)
+    recent_hospitalization_days: int = Field(default=thresholds.RECENT_HOSPITALIZATION_DAYS.value, ge=1, le=365)
+    recent_surgery_days: int = Field(default=thresholds.RECENT_SURGERY_DAYS.value, ge=1, le=365)
+    close_to_popliteal_cm: float = Field(default=thresholds.CLOSE_TO_POPLITEAL_CM.value, gt=0, le=50)
+
+    @field_validator("fhir_server_allowlist", "cors_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("trusted_issuers", mode="before")
+    @classmethod
+    def _issuers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        AnyHttpUrl(value)  # validates scheme and host; we keep the caller's exact string
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if self.auth == "off" and not is_loopback_host(self.host):
+            raise ValueError(
+                f"DVT_CDS_AUTH=off is for local development only and needs DVT_CDS_HOST on loopback (got {self.host!r})"
+            )
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL clients call (``aud`` is compared against it)."""
+        return self.public_base_url or f"http://{self.host}:{self.port}"
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

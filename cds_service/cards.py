@@ -136,7 +136,7 @@ def bleeding_section(bleeding: BleedingRisk | None) -> str:
 
 
 def list_section(title: str, items: list[str]) -> str:
-    items = list(dict.fromkeys(i for i in items if i))
+    items = list(dict.fromkeys(i.rstrip(". ") for i in items if i))
     return f"**{title}:** " + "; ".join(md(i) for i in items) + "." if items else ""
 
 
@@ -153,6 +153,11 @@ def join(*sections: str) -> str:
 
 def data_notes(facts: ClinicalFacts) -> str:
     return list_section("Data notes", facts.data_notes[:8])
+
+
+def not_evaluated(facts: ClinicalFacts) -> str:
+    """Data the service needed but could not read: said up front, never silently treated as absent."""
+    return list_section("Could not be evaluated", facts.not_assessed)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -353,6 +358,8 @@ def recommendation_card(assessment: Assessment, ctx: CardContext) -> Card:
             "**Recommendation:** serial imaging instead of anticoagulation — no factor favouring "
             "anticoagulation was found in the record."
         )
+        if ctx.facts.not_assessed:
+            headline += " Some data could not be read (below): check it before relying on this."
     elif topic == Topic.ANTICOAGULATE:
         summary = f"Isolated {where} DVT with {_factor_words(assessment.for_anticoagulation)}: anticoagulate"
         if assessment.regimen and assessment.regimen.total_days:
@@ -370,6 +377,7 @@ def recommendation_card(assessment: Assessment, ctx: CardContext) -> Card:
     detail = join(
         headline,
         episode_line(episode),
+        not_evaluated(ctx.facts),
         factor_table(assessment.for_anticoagulation + assessment.for_serial_imaging),
         "" if assessment.for_anticoagulation else "No factor favouring anticoagulation was found.",
         bleeding_section(assessment.bleeding),
@@ -412,6 +420,7 @@ def extension_card(assessment: Assessment, ctx: CardContext) -> Card:
     detail = join(
         headline,
         episode_line(assessment.episode),
+        not_evaluated(ctx.facts),
         bleeding_section(assessment.bleeding),
         _regimen_line(assessment),
         list_section("Caveats", assessment.caveats),
@@ -438,6 +447,7 @@ def proximal_card(assessment: Assessment, ctx: CardContext) -> Card:
         f"**Recommendation:** anticoagulate — a proximal DVT ({veins}) is treated with anticoagulation; serial "
         "imaging is not an option. CHEST 2016 Grade 1B.",
         episode_line(episode),
+        not_evaluated(ctx.facts),
         bleeding_section(assessment.bleeding),
         _regimen_line(assessment).replace("3 months (isolated distal DVT)", "at least 3 months"),
         list_section("Caveats", assessment.caveats),
@@ -457,6 +467,7 @@ def location_unknown_card(assessment: Assessment, ctx: CardContext) -> Card:
         "factors) and serial imaging (isolated distal without risk factors). Document the vein, or image the whole "
         "leg including the calf veins.",
         episode_line(episode),
+        not_evaluated(ctx.facts),
         list_section("Caveats", assessment.caveats),
         data_notes(ctx.facts),
         citations_section(assessment.citations),
@@ -510,6 +521,7 @@ def surveillance_gap_card(assessment: Assessment, ctx: CardContext) -> Card:
         "**Before discharge:** this distal DVT is neither anticoagulated nor under surveillance. Untreated distal DVT "
         "needs repeat whole-leg duplex at about 1 and 2 weeks (CHEST: serial imaging for 2 weeks), or anticoagulation.",
         episode_line(assessment.episode),
+        not_evaluated(ctx.facts),
         factor_table(assessment.for_anticoagulation + assessment.for_serial_imaging),
         bleeding_section(assessment.bleeding),
         _imaging_line(assessment, ctx),

@@ -571,11 +571,20 @@ def missing_data(result: Assessment, facts: ClinicalFacts) -> list[str]:
         missing.append(
             "whether the DVT was provoked could not be established (surgery or hospitalization data missing)"
         )
-    for finding in (facts.inpatient, facts.severe_symptoms, facts.prefers_no_anticoagulation, facts.pregnant):
+    for label, finding in (
+        ("inpatient status", facts.inpatient),
+        ("severe symptoms", facts.severe_symptoms),
+        ("patient preference", facts.prefers_no_anticoagulation),
+        ("pregnancy", facts.pregnant),
+    ):
         if finding.present is None:
-            missing.append(finding.note)
+            missing.append(f"{label} ({finding.note})")
     if result.bleeding is not None and result.bleeding.category != BleedingCategory.HIGH:
-        missing.extend(f"bleeding factor not assessed: {n}" for n in result.bleeding.not_assessed)
+        missing.extend(
+            f"bleeding factor not assessed: {n}"
+            for n in result.bleeding.not_assessed
+            if not n.startswith("comorbidity")
+        )
     return missing
 
 

@@ -275,19 +275,15 @@ def _bleeding_conditions(
 def _mark_unavailable(facts: ClinicalFacts, unavailable: dict[str, Any]) -> None:
     """Facts whose source resource type could not be read become 'not assessed' (never 'absent')."""
     for resource_type, gap in unavailable.items():
-        reason = gap.reason
         facts.not_assessed.append(gap.describe())
         if resource_type == "Observation":
-            facts.severe_symptoms = (
-                facts.severe_symptoms
-                if facts.severe_symptoms.present
-                else unknown("severe symptoms (pain score)", reason)
-            )
-            facts.prefers_no_anticoagulation = unknown("patient preference", reason)
+            if not facts.severe_symptoms.present:
+                facts.severe_symptoms = unknown(resource_type)
+            facts.prefers_no_anticoagulation = unknown(resource_type)
             if facts.pregnant.present is not True:
-                facts.pregnant = unknown("pregnancy status", reason)
+                facts.pregnant = unknown(resource_type)
         elif resource_type == "Encounter":
-            facts.inpatient = unknown("inpatient status", reason)
-            facts.recent_hospitalization = unknown("recent hospitalization", reason)
+            facts.inpatient = unknown(resource_type)
+            facts.recent_hospitalization = unknown(resource_type)
         elif resource_type == "Procedure":
-            facts.recent_surgery = unknown("recent surgery", reason)
+            facts.recent_surgery = unknown(resource_type)

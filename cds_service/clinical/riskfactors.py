@@ -41,8 +41,9 @@ PREFERENCE_SYSTEM = "urn:distal-dvt-cds:preference"
 SURGICAL_PROCEDURE_SETS = ("procedure-surgical",)
 
 
-def unknown(what: str, reason: str) -> Finding:
-    return Finding.unknown(f"{what} not assessed: {reason}")
+def unknown(resource_type: str) -> Finding:
+    """A factor whose source resource type could not be read (the gap itself is reported once, elsewhere)."""
+    return Finding.unknown(f"{resource_type} data unavailable")
 
 
 def _recorded(condition: dict[str, Any]) -> bool:

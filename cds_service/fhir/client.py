@@ -143,8 +143,8 @@ class FhirClient:
                     result.reason = f"stopped after {self.max_pages} pages"
                     break
                 body = self._get_json(url, base_url=base_url, token=token, deadline=deadline)
-                result.pages += 1
                 url = self._absorb(query, body, result)
+                result.pages += 1
                 if url is not None:
                     url = urljoin(base_url + "/", url)
                 if len(result.resources) > self.max_entries:

@@ -1,0 +1,85 @@
+"""Shared fixtures: an isolated store per test, the app with a fixed clock, and a threaded FHIR test server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from pytest_httpserver import HTTPServer
+
+from cds_service.app import create_app
+from cds_service.settings import Settings
+from cds_service.store import Store
+from tests.builders import NOW
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+
+
+@pytest.fixture
+def make_settings(db_url: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"auth": "off", "database_url": db_url, "host": "127.0.0.1"}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Flask]]:
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(make_settings(**overrides), clock=lambda: NOW)
+        app.testing = False  # exercise the real error handlers
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["dvt_cds"]["fhir_client"].close()
+        app.extensions["dvt_cds"]["store"].close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app: Flask) -> Store:
+    return app.extensions["dvt_cds"]["store"]
+
+
+@pytest.fixture
+def fhir_server() -> Iterator[HTTPServer]:
+    """A threaded fake FHIR server on loopback (fault injection: delays, errors, garbage)."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture
+def other_server() -> Iterator[HTTPServer]:
+    """A second host: anything it receives would be a token sent to the wrong place."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()

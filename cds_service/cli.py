@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -59,7 +60,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="overrides DVT_CDS_HOST")
     run.add_argument("--port", type=int, help="overrides DVT_CDS_PORT")
     run.set_defaults(func=serve)
+
+    from cds_service.replay import command as replay_command
+
+    settings_url = _default_url()
+    replay = commands.add_parser(
+        "replay",
+        help="act as the CDS client: replay fixture scenarios against a running service",
+        description="Reads fhir_fixtures/ scenarios, renders the service's prefetch templates against each fixture, "
+        "posts the hook requests and prints the cards (or compares them with the manifest).",
+    )
+    replay_command.add_arguments(replay, settings_url)
+    replay.set_defaults(func=replay_command.replay)
+
+    load = commands.add_parser(
+        "load-fixtures", help="load every fixture scenario into a FHIR server (dates moved to today)"
+    )
+    load.add_argument("--fhir-server", required=True, help="FHIR base URL, e.g. http://localhost:8090/fhir")
+    load.add_argument("--fixtures", type=Path, help="fixtures folder (default: fhir_fixtures/ of this checkout)")
+    load.set_defaults(func=replay_command.load_fixtures)
     return parser
+
+
+def _default_url() -> str:
+    """The local service: DVT_CDS_HOST/DVT_CDS_PORT when set and valid, else the make-run default."""
+    try:
+        settings = Settings()
+    except ValidationError:
+        return "http://127.0.0.1:8080"
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104 - comparing, not binding
+    return f"http://{host}:{settings.port}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

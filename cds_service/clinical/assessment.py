@@ -25,9 +25,8 @@ from cds_service.clinical import thresholds as th
 from cds_service.clinical.bleeding import BleedingCategory, BleedingRisk, assess_bleeding
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.evidence import Citation
-from cds_service.clinical.model import ClinicalFacts, Side, SourceRef, Thrombosis, VeinClass
+from cds_service.clinical.model import ClinicalFacts, Side, SourceRef, Thrombosis, VeinClass, distinct_veins
 from cds_service.clinical.regimens import Regimen, choose_regimen
-from cds_service.clinical.thrombosis import veins_from_text
 from cds_service.clinical.topics import Topic
 
 
@@ -120,24 +119,18 @@ def positive_ddimer(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfi
 
 
 def extensive_thrombosis(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    """Length > 5 cm or ≥ 2 veins involved (CHEST)."""
+    """Length > 5 cm or ≥ 2 veins involved (CHEST). Veins are counted across the episode's Condition and
+    imaging, each vein once (a code's vein group and the vein an ultrasound names are the same thrombus)."""
     details, sources = [], []
-    for t in _episode_thromboses(facts, episode):
+    thromboses = _episode_thromboses(facts, episode)
+    for t in thromboses:
         if t.length_cm is not None and t.length_cm > th.THROMBUS_LENGTH_CM.value:
             details.append(f"length {t.length_cm:g} cm ({th.THROMBUS_LENGTH_CM.rule})")
             sources.append(t.source)
-        if t.vein_count >= th.THROMBOSED_VEIN_COUNT.value:
-            details.append(f"{t.vein_count} veins: {', '.join(sorted({v.name for v in t.veins}))}")
-            sources.append(t.source)
-    veins = {
-        v.name
-        for t in _episode_thromboses(facts, episode)
-        for v in t.veins
-        if v.vein_class != VeinClass.DISTAL_UNSPECIFIED
-    }
-    if not details and len(veins) >= th.THROMBOSED_VEIN_COUNT.value:
-        details.append(f"{len(veins)} veins across the record: {', '.join(sorted(veins))}")
-        sources.extend(t.source for t in _episode_thromboses(facts, episode))
+    veins = distinct_veins(v for t in thromboses for v in t.veins)
+    if len(veins) >= th.THROMBOSED_VEIN_COUNT.value:
+        details.append(f"{len(veins)} veins: {', '.join(sorted(v.name for v in veins))}")
+        sources.extend(t.source for t in thromboses if any(v in veins for v in t.veins))
     if not details:
         return None
     return Factor(
@@ -146,7 +139,7 @@ def extensive_thrombosis(facts: ClinicalFacts, episode: Thrombosis, config: Rule
         Option.ANTICOAGULATION,
         _unique(sources),
         True,
-        "; ".join(dict.fromkeys(details)),
+        "; ".join(details),
     )
 
 
@@ -451,10 +444,10 @@ def decide(result: Assessment, facts: ClinicalFacts) -> None:
 
 
 def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | None:
-    """A later study than the diagnosing one showing proximal veins (proximal extension), more veins, or a
+    """A later study than the diagnosing one showing proximal veins (proximal extension), or new veins or a
     longer thrombus (distal extension), in the same leg."""
     base_date = baseline.onset
-    base_veins = {v.name for v in baseline.veins}
+    known = list(baseline.veins)
     base_length = baseline.length_cm
     for study in facts.imaging:
         if study.source.reference == baseline.source.reference:
@@ -467,25 +460,15 @@ def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | No
             if t.vein_class == VeinClass.PROXIMAL:
                 veins = ", ".join(v.name for v in t.veins if v.vein_class == VeinClass.PROXIMAL)
                 return Extension(True, study.source, f"thrombus now in the {veins}")
-            new_veins = {v.name for v in t.veins} - base_veins
-            specific = {n for n in new_veins if not n.endswith("(unspecified)") and n != "calf muscular vein"}
-            if specific and base_veins and not _same_vein_family(specific, baseline):
-                return Extension(False, study.source, f"thrombus now also in the {', '.join(sorted(specific))}")
+            new = [v for v in t.veins if not any(k.covers(v) or v.covers(k) for k in known)]
+            if new:
+                names = ", ".join(sorted(v.name for v in new))
+                return Extension(False, study.source, f"thrombus now also in the {names}")
             if base_length is not None and t.length_cm is not None and t.length_cm > base_length:
                 return Extension(False, study.source, f"thrombus longer: {base_length:g} → {t.length_cm:g} cm")
             base_length = t.length_cm if t.length_cm is not None else base_length
-            base_veins |= {v.name for v in t.veins}
+            known = distinct_veins([*known, *t.veins])
     return None
-
-
-def _same_vein_family(new: set[str], baseline: Thrombosis) -> bool:
-    """A Condition coded I82.46- ("calf muscular vein") followed by a study naming the gastrocnemius vein is
-    the same thrombus described more precisely, not an extension."""
-    generic = {v.vein_class for v in baseline.veins if v.code and v.code.startswith("I82.")}
-    if not generic:
-        return False
-    classes = {v.vein_class for name in new for v in veins_from_text(name)}
-    return bool(classes) and classes <= generic
 
 
 def _same_leg(side: Side, baseline: Side) -> bool:

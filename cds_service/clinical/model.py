@@ -6,6 +6,7 @@ No FHIR models, no Flask: the facts carry only what the rules and the cards need
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -76,9 +77,33 @@ class Vein:
     name: str
     vein_class: VeinClass
     code: str | None = None
+    specific: bool = True  # False for a code's vein group ("tibial vein", "calf muscular vein")
+
+    def covers(self, other: Vein) -> bool:
+        """Whether this generic vein group includes ``other`` (I82.46- "calf muscular vein" includes the
+        gastrocnemius vein): the same thrombus described at two precisions, not two veins."""
+        if self.specific:
+            return self.name == other.name
+        if self.vein_class == VeinClass.DISTAL_UNSPECIFIED:
+            return other.vein_class.is_distal
+        if self.vein_class != other.vein_class:
+            return False
+        stem = self.name.split()[0]
+        return stem in ("calf", "proximal") or stem in other.name
 
     def __lt__(self, other: Vein) -> bool:
         return (self.vein_class, self.name) < (other.vein_class, other.name)
+
+
+def distinct_veins(veins: Iterable[Vein]) -> list[Vein]:
+    """Each vein once; a vein group counts only when no vein it includes is named more precisely."""
+    veins = list(veins)
+    found: dict[str, Vein] = {}
+    for vein in veins:
+        if not vein.specific and any(other.specific and vein.covers(other) for other in veins):
+            continue
+        found.setdefault(vein.name, vein)
+    return list(found.values())
 
 
 @dataclass
@@ -113,7 +138,7 @@ class Thrombosis:
 
     @property
     def vein_count(self) -> int:
-        return len({v.name for v in self.veins})
+        return len(distinct_veins(self.veins))
 
     def describe(self) -> str:
         veins = ", ".join(sorted({v.name for v in self.veins})) or "veins not documented"

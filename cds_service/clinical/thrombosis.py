@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
 from cds_service.clinical import terminology as tx
@@ -36,6 +37,7 @@ from cds_service.clinical.model import (
     Vein,
     VeinClass,
     Verification,
+    distinct_veins,
 )
 
 US_SYSTEM = "urn:distal-dvt-cds:venous-ultrasound"
@@ -110,10 +112,7 @@ def veins_from_text(text: str) -> list[Vein]:
 
 
 def _unique(veins: list[Vein]) -> list[Vein]:
-    seen: dict[str, Vein] = {}
-    for vein in veins:
-        seen.setdefault(vein.name, vein)
-    return list(seen.values())
+    return distinct_veins(veins)
 
 
 def side_from_icd(code: str) -> Side:
@@ -218,7 +217,18 @@ def _veins_for(match: tx.Match, vein_class: VeinClass, site_veins: list[Vein]) -
         consistent = [v for v in site_veins if v.vein_class.is_distal]
     if consistent:
         return consistent
-    return [Vein(match.designations.get("vein", match.display.lower() or "deep vein"), vein_class, match.code)]
+    name = match.designations.get("vein", match.display.lower() or "deep vein")
+    return [Vein(name, vein_class, match.code, specific=name in body_site_names())]
+
+
+@cache
+def body_site_names() -> frozenset[str]:
+    """Names of the individual deep veins (body structures); any other vein name is a group."""
+    return frozenset(
+        concept.get("display", "").lower()
+        for vs_id, _ in BODYSITE_SETS
+        for concept in tx.valueset(vs_id).concepts(tx.SNOMED)
+    )
 
 
 def _verification(code: str | None) -> Verification:

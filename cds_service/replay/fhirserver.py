@@ -1,0 +1,80 @@
+"""A tiny read-only FHIR server over one scenario's resources, on loopback, for ``dvt-cds replay``.
+
+It lets a replay exercise the service's fetch path (``--no-prefetch``) and paginated prefetch without any other
+software installed. It speaks only the query subset of ``search.py``; ``_count`` pages results with absolute
+``next`` links. The test suite uses a real FHIR implementation (Medplum) for the same path.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+from urllib.parse import urlencode
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from cds_service.replay.search import UnsupportedQuery, search, searchset
+
+_FHIR_JSON = "application/fhir+json"
+
+
+def _outcome(status: int, text: str) -> Response:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "processing", "diagnostics": text}],
+    }
+    return Response(json.dumps(body), status=status, content_type=_FHIR_JSON)
+
+
+class ScenarioFhirServer:
+    def __init__(self, resources: list[dict[str, Any]]):
+        self.resources = resources
+        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="replay-fhir", daemon=True)
+        self.requests = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/fhir"
+
+    def __enter__(self) -> ScenarioFhirServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        self.requests += 1
+        return self._handle(request)(environ, start_response)
+
+    def _handle(self, request: Request) -> Response:
+        if request.method != "GET" or not request.path.startswith("/fhir/"):
+            return _outcome(404, "not found")
+        params = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_count", "_page")]
+        query = request.path.removeprefix("/fhir/") + (("?" + urlencode(params)) if params else "")
+        try:
+            kind, found = search(query, self.resources)
+        except UnsupportedQuery as error:
+            return _outcome(400, str(error))
+        if kind == "read":
+            if found is None:
+                return _outcome(404, "resource not found")
+            return Response(json.dumps(found), content_type=_FHIR_JSON)
+        assert isinstance(found, list)
+        count = request.args.get("_count", type=int)
+        page = request.args.get("_page", default=1, type=int)
+        if count and count > 0:
+            start = (page - 1) * count
+            chunk = found[start : start + count]
+            more = start + count < len(found)
+            next_url = None
+            if more:
+                next_params = [*params, ("_count", str(count)), ("_page", str(page + 1))]
+                next_url = f"{request.host_url.rstrip('/')}{request.path}?{urlencode(next_params)}"
+            return Response(json.dumps(searchset(chunk, next_url=next_url, total=len(found))), content_type=_FHIR_JSON)
+        return Response(json.dumps(searchset(found)), content_type=_FHIR_JSON)

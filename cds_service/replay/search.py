@@ -1,0 +1,151 @@
+"""A FHIR search over a list of resources, for the query subset CDS Hooks prefetch templates may use.
+
+Instance reads, and type searches with reference parameters (``patient``, ``subject``), token parameters with
+equality on comma-separated lists (``code``, ``status``, ``category``, ``clinical-status``, ``_id``), ``_sort``
+on ``date`` and ``_count``. Anything else raises: a replay must not quietly answer a query it does not
+understand. Used by ``dvt-cds replay`` to fill prefetch from a fixture, and by its embedded FHIR server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from cds_service.clinical.fhirdata import (
+    observation_date,
+    parse_date,
+    period_start,
+    procedure_date,
+)
+
+
+class UnsupportedQuery(ValueError):
+    pass
+
+
+def _references(resource: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    found = []
+    for name in fields:
+        value = resource.get(name)
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            found.append(value["reference"])
+    return found
+
+
+def _reference_matches(references: list[str], wanted: str) -> bool:
+    wanted = wanted if "/" in wanted else f"Patient/{wanted}"
+    return any(ref == wanted or ref.endswith("/" + wanted) for ref in references)
+
+
+def _tokens(value: Any) -> list[tuple[str | None, str]]:
+    concepts = value if isinstance(value, list) else [value]
+    found: list[tuple[str | None, str]] = []
+    for concept in concepts:
+        if isinstance(concept, dict):
+            if "coding" in concept:
+                for coding in concept.get("coding") or []:
+                    if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                        found.append((coding.get("system"), coding["code"]))
+            elif isinstance(concept.get("code"), str):  # a Coding (Encounter.class)
+                found.append((concept.get("system"), concept["code"]))
+        elif isinstance(concept, str):
+            found.append((None, concept))
+    return found
+
+
+def _token_matches(candidates: list[tuple[str | None, str]], wanted: str) -> bool:
+    for alternative in wanted.split(","):
+        if "|" in alternative:
+            system, code = alternative.split("|", 1)
+            if any(c == code and (not system or s == system) for s, c in candidates):
+                return True
+        elif any(c == alternative for _, c in candidates):
+            return True
+    return False
+
+
+def _date_of(resource: dict[str, Any]) -> str:
+    kind = resource.get("resourceType")
+    if kind in ("Observation", "DiagnosticReport"):
+        value = observation_date(resource)
+    elif kind == "Encounter":
+        value = period_start(resource.get("period"))
+    elif kind == "Procedure":
+        value = procedure_date(resource)
+    elif kind == "Condition":
+        value = parse_date(resource.get("recordedDate")) or parse_date(resource.get("onsetDateTime"))
+    elif kind == "MedicationRequest":
+        value = parse_date(resource.get("authoredOn"))
+    elif kind == "ServiceRequest":
+        value = parse_date(resource.get("occurrenceDateTime")) or parse_date(resource.get("authoredOn"))
+    else:
+        value = None
+    return value.isoformat() if value else ""
+
+
+_TOKEN_PARAMS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "code": lambda r: (
+        r.get("code") if r.get("resourceType") != "MedicationRequest" else r.get("medicationCodeableConcept")
+    ),
+    "status": lambda r: r.get("status"),
+    "category": lambda r: r.get("category"),
+    "clinical-status": lambda r: r.get("clinicalStatus"),
+    "_id": lambda r: r.get("id"),
+    "class": lambda r: r.get("class"),
+}
+
+
+def search(query: str, resources: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]] | dict[str, Any] | None]:
+    """Run one rendered template. Returns ("read", resource-or-None) or ("search", matches)."""
+    path, _, raw_params = query.partition("?")
+    parts = [unquote(p) for p in path.strip("/").split("/")]
+    if not raw_params and len(parts) == 2:
+        kind, rid = parts
+        found = next((r for r in resources if r.get("resourceType") == kind and r.get("id") == rid), None)
+        return "read", found
+    if len(parts) != 1:
+        raise UnsupportedQuery(f"unsupported query path {path!r}")
+    kind = parts[0]
+    matches = [r for r in resources if r.get("resourceType") == kind]
+    sort = None
+    for name, value in parse_qsl(raw_params, keep_blank_values=True):
+        base = name.split(":", 1)[0]
+        if base in ("patient", "subject"):
+            matches = [r for r in matches if _reference_matches(_references(r, ("subject", "patient")), value)]
+        elif base in _TOKEN_PARAMS:
+            getter = _TOKEN_PARAMS[base]
+            matches = [r for r in matches if _token_matches(_tokens(getter(r)), value)]
+        elif base == "_sort":
+            sort = value
+        elif base == "_count":
+            continue  # prefetch answers are complete; paging is the replay's prefetchShape
+        else:
+            raise UnsupportedQuery(f"search parameter {name!r} is not in the prefetch subset")
+    if sort is not None:
+        if sort.lstrip("-") != "date":
+            raise UnsupportedQuery(f"_sort={sort} not supported")
+        matches = sorted(matches, key=_date_of, reverse=sort.startswith("-"))
+    return "search", matches
+
+
+def searchset(
+    matches: list[dict[str, Any]], *, base_url: str | None = None, next_url: str | None = None, total: int | None = None
+) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(matches) if total is None else total,
+    }
+    if matches:
+        bundle["entry"] = [
+            {
+                **({"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}"} if base_url and r.get("id") else {}),
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in matches
+        ]
+    if next_url:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    return bundle

@@ -1,0 +1,60 @@
+"""Every fixture scenario through the HTTP API, with the service's clock at the manifest's anchor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.app import create_app
+from cds_service.replay.fhirserver import ScenarioFhirServer
+from cds_service.replay.runner import Runner
+from cds_service.replay.scenarios import Library, Scenario
+from cds_service.settings import Settings
+
+LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
+SERVER_SHAPES = {"absent", "operation-outcome", "paginated"}
+
+
+@pytest.fixture(scope="module")
+def scenario_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    db = tmp_path_factory.mktemp("scenarios") / "store.sqlite3"
+    app = create_app(Settings(auth="off", database_url=f"sqlite:///{db}"), clock=lambda: LIBRARY.anchor)
+    yield app
+    app.extensions["dvt_cds"]["fhir_client"].close()
+
+
+def transport(app: Flask):
+    client = app.test_client()
+
+    def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = client.post(f"/cds-services/{service_id}", json=body)
+        return response.status_code, response.get_json()
+
+    return post, client.get("/cds-services").get_json()
+
+
+@pytest.mark.parametrize("scenario", LIBRARY.scenarios, ids=lambda s: s.id)
+def test_scenario_with_prefetch(scenario_app: Flask, scenario: Scenario) -> None:
+    post, discovery = transport(scenario_app)
+    needs_server = any(shape in SERVER_SHAPES for call in scenario.calls for shape in call.prefetch_shape.values())
+    resources = LIBRARY.resources(scenario)
+    with ScenarioFhirServer(resources) if needs_server else _no_server() as server:
+        runner = Runner(
+            LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=server.base_url if server else None
+        )
+        outcomes = runner.run(scenario)
+    failures = [f"{o.call.hook}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
+    assert not failures, json.dumps([o.body for o in outcomes if not o.passed], indent=1)[:3000]
+
+
+class _no_server:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -74,7 +74,7 @@ def create_app(
     discovery = {"services": [service.descriptor().to_json() for service in SERVICES]}
     _warn_at_start(settings)
 
-    # --- authentication ---------------------------------------------------------------------------------------
+    # --- authentication ------------------------------------------------------------------------------------------
     @app.before_request
     def _authenticate() -> None:
         g.started = time.monotonic()
@@ -93,7 +93,7 @@ def create_app(
         identity = authenticator.authenticate(request.headers.get("Authorization"), settings.base_url + request.path)
         g.caller = identity
 
-    # --- routes ---------------------------------------------------------------------------------------------------
+    # --- routes --------------------------------------------------------------------------------------------------
     @app.get("/cds-services", strict_slashes=False)
     def discover() -> Response:
         return jsonify(discovery)
@@ -132,7 +132,7 @@ def create_app(
     def healthz() -> Response:
         return jsonify({"status": "ok"})
 
-    # --- errors ------------------------------------------------------------------------------------------------------
+    # --- errors --------------------------------------------------------------------------------------------------
     @app.errorhandler(CdsError)
     def _cds_error(error: CdsError) -> tuple[Response, int] | Response:
         if isinstance(error, Unauthorized):

@@ -49,14 +49,14 @@ def _split_list(value: Any) -> Any:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DVT_CDS_", extra="ignore", validate_default=True)
 
-    # --- serving -----------------------------------------------------------------------------------
+    # --- serving -------------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_base_url: str | None = None
     workers: int = Field(default=2, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # --- authentication of the calling EHR --------------------------------------------------------
+    # --- authentication of the calling EHR -----------------------------------------------------------------------
     auth: Literal["jwt", "off"] = "jwt"
     trusted_issuers: Annotated[list[TrustedIssuer], NoDecode] = Field(default_factory=list)
     jwt_leeway_s: int = Field(default=60, ge=0, le=600)
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     jwks_min_refetch_s: float = Field(default=60.0, ge=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
-    # --- the EHR's FHIR server --------------------------------------------------------------------
+    # --- the EHR's FHIR server -----------------------------------------------------------------------------------
     fhir_server_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     call_deadline_s: float = Field(default=2.0, gt=0, le=60)
     fhir_request_timeout_s: float = Field(default=1.5, gt=0, le=60)
@@ -72,15 +72,15 @@ class Settings(BaseSettings):
     fhir_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     fhir_max_parallel: int = Field(default=16, ge=1, le=256)
 
-    # --- hostile input ----------------------------------------------------------------------------
+    # --- hostile input -------------------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)
     max_bundle_entries: int = Field(default=20_000, ge=1)
 
-    # --- persistence --------------------------------------------------------------------------------
+    # --- persistence ---------------------------------------------------------------------------------------------
     database_url: str = "sqlite:///var/dvt-cds.sqlite3"
 
-    # --- clinical --------------------------------------------------------------------------------------
+    # --- clinical ------------------------------------------------------------------------------------------------
     rule_profile: Literal["seed", "chest"] = "seed"
     acute_window_days: int = Field(default=thresholds.ACUTE_WINDOW_DAYS.value, ge=1, le=365)
     recent_hospitalization_days: int = Field(default=thresholds.RECENT_HOSPITALIZATION_DAYS.value, ge=1, le=365)

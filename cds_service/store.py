@@ -114,7 +114,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    # --- feedback ---------------------------------------------------------------------------------------------
+    # --- feedback ------------------------------------------------------------------------------------------------
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult:
         stored = duplicates = 0
         now = datetime.now(UTC)
@@ -143,7 +143,7 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(feedback).order_by(feedback.c.id))]
 
-    # --- decisions ----------------------------------------------------------------------------------------------
+    # --- decisions -----------------------------------------------------------------------------------------------
     def record_decision(
         self,
         *,
@@ -213,7 +213,7 @@ class Store:
                 report[row.topic][row.outcome] = row.n
         return list(report.values())
 
-    # --- JWT replay cache -----------------------------------------------------------------------------------------
+    # --- JWT replay cache ----------------------------------------------------------------------------------------
     def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """Record a token id until it expires; False when it was already seen (a replay)."""
         now = datetime.now(UTC)
@@ -221,7 +221,7 @@ class Store:
             conn.execute(delete(seen_jti).where(seen_jti.c.expires_at < now))
             return self._insert_ignoring_duplicate(conn, seen_jti, {"iss": iss, "jti": jti, "expires_at": expires_at})
 
-    # --------------------------------------------------------------------------------------------------------------
+    # -------------------------------------------------------------------------------------------------------------
     def _insert_ignoring_duplicate(self, conn: Any, table: Table, row: dict[str, Any]) -> bool:
         dialect = self.engine.dialect.name
         if dialect == "sqlite":

@@ -435,3 +435,50 @@ def hook_request(
 
 def draft_orders(*resources: dict) -> dict:
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+# --- running the clinical core without HTTP ---------------------------------------------------------------------
+def record_of(resources: list[dict], *, gaps: tuple[tuple[str, str], ...] = (), patient_resource: dict | None = None):
+    """A PatientRecord as prefetch would build it; ``gaps`` are (key, resourceType) that could not be read."""
+    from cds_service.fhir.record import DataGap, PatientRecord
+
+    record = PatientRecord(patient_id=PATIENT_ID)
+    record.add([patient_resource or patient(), *resources])
+    for key, resource_type in gaps:
+        record.add_gap(DataGap(key, resource_type, "FHIR server timed out"))
+    return record.finish()
+
+
+def facts_of(resources: list[dict], *, encounter_id: str | None = None, config=None, **kwargs: Any):
+    from cds_service.clinical.config import RuleConfig
+    from cds_service.clinical.facts import build_facts
+
+    return build_facts(
+        record_of(resources, **kwargs), today=TODAY, config=config or RuleConfig(), context_encounter_id=encounter_id
+    )
+
+
+def assess_of(resources: list[dict], *, config=None, **kwargs: Any):
+    from cds_service.clinical.assessment import assess
+    from cds_service.clinical.config import RuleConfig
+
+    config = config or RuleConfig()
+    return assess(facts_of(resources, config=config, **kwargs), today=TODAY, config=config)
+
+
+def distal_dvt(**kwargs: Any) -> dict:
+    """An acute left peroneal (axial) DVT diagnosed 2 days ago."""
+    values = {"display": "Acute embolism and thrombosis of left peroneal vein", "onset": 2}
+    values.update(kwargs)
+    return condition(values.pop("code", "I82.452"), **values)
+
+
+def muscular_dvt(**kwargs: Any) -> dict:
+    values = {"display": "Acute embolism and thrombosis of left calf muscular vein", "onset": 2}
+    values.update(kwargs)
+    return condition(values.pop("code", "I82.462"), **values)
+
+
+def provoked_by_surgery(days: int = 45) -> dict:
+    """Surgery before the DVT: provoking (within 90 days) but not 'recent surgery' (30 days) at 45 days."""
+    return procedure("80146002", "Appendectomy", days=days)

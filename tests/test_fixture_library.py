@@ -64,9 +64,7 @@ def test_references_resolve_inside_the_bundle(scenario) -> None:
 
 
 def test_resource_ids_are_unique_across_the_library() -> None:
-    counts = Counter(
-        (r["resourceType"], r["id"]) for s in LIBRARY.scenarios for r in LIBRARY.resources(s)
-    )
+    counts = Counter((r["resourceType"], r["id"]) for s in LIBRARY.scenarios for r in LIBRARY.resources(s))
     assert [key for key, n in counts.items() if n > 1] == []
 
 
@@ -76,16 +74,25 @@ def test_the_library_covers_the_hooks_and_is_large_enough() -> None:
     assert hooks == {"patient-view", "order-select", "order-sign", "encounter-discharge"}
     topics = {card.topic for s in LIBRARY.scenarios for c in s.calls for card in c.expect.cards}
     assert topics == {
-        "distal-dvt-anticoagulate", "distal-dvt-serial-imaging", "distal-dvt-shared-decision", "distal-dvt-extension",
-        "distal-dvt-surveillance-gap", "distal-dvt-bilateral-surveillance", "proximal-dvt", "dvt-location-unknown",
-        "pregnancy-anticoagulant", "anticoagulation-duration", "anticoagulant-caution", "limited-compression-ultrasound",
+        "distal-dvt-anticoagulate",
+        "distal-dvt-serial-imaging",
+        "distal-dvt-shared-decision",
+        "distal-dvt-extension",
+        "distal-dvt-surveillance-gap",
+        "distal-dvt-bilateral-surveillance",
+        "proximal-dvt",
+        "dvt-location-unknown",
+        "pregnancy-anticoagulant",
+        "anticoagulation-duration",
+        "anticoagulant-caution",
+        "limited-compression-ultrasound",
     }
 
 
 def test_every_template_query_of_every_scenario_is_answerable() -> None:
     """The replay's search emulator understands every query the templates make."""
-    from hooks import SERVICES
     from cds_service.fhir.prefetch import render as render_template
+    from hooks import SERVICES
 
     for scenario in LIBRARY.scenarios:
         resources = LIBRARY.resources(scenario)

@@ -105,10 +105,10 @@ class Assessment:
         )
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------------
 # Factors favouring anticoagulation (A): CHEST AT9 §2.3 risk factors for extension, carried into 2016/2021,
 # plus the seed document's three additions (recent hospitalization, recent surgery, COVID-19).
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------------
 def positive_ddimer(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
     d = facts.ddimer
     if d is None or d.positive is not True:
@@ -283,9 +283,9 @@ CHEST_ANTICOAGULATION_RULES: tuple[Rule, ...] = (
 SEED_ONLY_ANTICOAGULATION_RULES: tuple[Rule, ...] = (recent_hospitalization, recent_surgery, covid19)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------------
 # Factors favouring serial imaging (S): CHEST remarks, plus the seed's "moderate bleeding risk".
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------------
 def confined_to_muscular_veins(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
     threads = _episode_thromboses(facts, episode)
     if threads and all(t.muscular_only for t in threads):
@@ -344,7 +344,7 @@ CHEST_SERIAL_RULES: tuple[SerialRule, ...] = (
 SEED_ONLY_SERIAL_RULES: tuple[SerialRule, ...] = (moderate_bleeding_risk,)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------------
 def assess(facts: ClinicalFacts, *, today: date, config: RuleConfig) -> Assessment:
     thromboses = [t for t in facts.thromboses if t.acute]
     if not thromboses:

@@ -76,7 +76,11 @@ def assess_bleeding(facts: ClinicalFacts, *, today: date) -> BleedingRisk:
 
     conditions = facts.bleeding_conditions
     from_finding("active-bleeding", "active bleeding", conditions.get("active-bleeding", Finding.absent()), severe=True)
-    from_finding("previous-bleeding", "previous bleeding", conditions.get("previous-bleeding", Finding.absent()))
+    from_finding(
+        "previous-bleeding",
+        "previous bleeding or bleeding disorder",
+        conditions.get("previous-bleeding", Finding.absent()),
+    )
     from_finding("cancer", "cancer", facts.active_cancer)
     from_finding("metastatic-cancer", "metastatic cancer (second factor)", facts.metastatic_cancer)
 
@@ -89,7 +93,7 @@ def assess_bleeding(facts: ClinicalFacts, *, today: date) -> BleedingRisk:
         ("frequent-falls", "frequent falls"),
         ("alcohol-abuse", "alcohol abuse"),
     ):
-        from_finding(code, label, conditions.get(code, Finding.unknown("no verified code list")))
+        from_finding(code, label, conditions[code])
 
     platelets = facts.labs.platelets
     if platelets is None:
@@ -156,30 +160,27 @@ def _renal_failure(facts: ClinicalFacts) -> Finding:
         sources.append(labs.crcl_ml_min.source)
     if labs.egfr is not None and labs.egfr.value < th.RENAL_FAILURE_CRCL.value:
         sources.append(labs.egfr.source)
-    condition = facts.bleeding_conditions.get("renal-failure")
-    if condition is not None and condition.present:
-        sources.extend(condition.sources)
+    condition = facts.bleeding_conditions.get("renal-failure", Finding.absent())
+    sources.extend(condition.sources if condition.present else [])
     if sources:
         return Finding(True, sources)
-    if labs.crcl_ml_min is None and labs.egfr is None and (condition is None or condition.present is None):
+    if labs.crcl_ml_min is None and labs.egfr is None:
+        # No CKD 4-5 code is not proof of normal kidneys: without a recent CrCl or eGFR it is not assessed.
         return Finding.unknown("no creatinine clearance or eGFR in the last 30 days")
     return Finding.absent()
 
 
 def _anaemia(facts: ClinicalFacts) -> Finding:
-    sources = []
     hb = facts.labs.hemoglobin_g_dl
     sex = facts.patient.sex
     limit = {"female": th.ANAEMIA_HB_FEMALE.value, "male": th.ANAEMIA_HB_MALE.value}.get(sex or "")
-    if hb is not None and limit is not None and hb.value < limit:
-        sources.append(hb.source)
-    condition = facts.bleeding_conditions.get("anaemia")
-    if condition is not None and condition.present:
-        sources.extend(condition.sources)
+    sources = [hb.source] if hb is not None and limit is not None and hb.value < limit else []
+    condition = facts.bleeding_conditions.get("anaemia", Finding.absent())
+    sources.extend(condition.sources if condition.present else [])
     if sources:
         return Finding(True, sources)
-    if hb is None and (condition is None or condition.present is None):
+    if hb is None:
         return Finding.unknown("no haemoglobin in the last 30 days")
-    if hb is not None and limit is None:
+    if limit is None:
         return Finding.unknown("sex not recorded, so the haemoglobin limit is unknown")
     return Finding.absent()

@@ -119,9 +119,10 @@ def _against_cutoff(
 def _quantity(observation: dict[str, Any]) -> tuple[str, float, str] | None:
     quantity = observation.get("valueQuantity")
     if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
-        unit = str(quantity.get("code") or quantity.get("unit") or "")
-        if quantity.get("unit") and "{" not in unit and _family_of_unit(str(quantity["unit"])):
-            unit = f"{unit} {quantity['unit']}"
+        code, text = quantity.get("code"), quantity.get("unit")
+        unit = str(code or text or "")
+        if code and text and not _family_of_unit(str(code)) and _family_of_unit(str(text)):
+            unit = f"{code} {text}"  # UCUM code without the annotation, the assay type in the display unit
         return str(quantity.get("comparator") or ""), float(quantity["value"]), unit
     text = observation.get("valueString")
     if isinstance(text, str):

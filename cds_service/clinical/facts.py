@@ -7,7 +7,7 @@ obtain make their facts "not assessed".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -61,7 +61,8 @@ CONDITION_READS = (
     "condition-pregnancy",
     "condition-delivery-puerperium",
     "condition-leg-trauma",
-    "condition-bleeding",
+    "condition-hemorrhage",
+    "condition-bleeding-disorder",
     "condition-immobilization",
     "condition-renal-failure",
     "condition-liver-failure",
@@ -97,11 +98,6 @@ BLEEDING_CONDITION_SETS = {
 }
 
 
-def available_sets(ids: Iterable[str]) -> tuple[str, ...]:
-    known = set(tx.valueset_ids())
-    return tuple(i for i in ids if i in known)
-
-
 def build_facts(
     record: PatientRecord,
     *,
@@ -119,7 +115,7 @@ def build_facts(
     def select(resource_type: str, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         return [r for r in record.resources(resource_type) if keep(r) and record.typed(r) is not None]
 
-    # --- patient ------------------------------------------------------------------------------------------------
+    # --- patient -------------------------------------------------------------------------------------------------
     raw_patient = record.patient
     patient_ref = reference_of(raw_patient) if raw_patient else f"Patient/{record.patient_id}"
     birth = parse_date(raw_patient.get("birthDate")) if raw_patient and record.typed(raw_patient) else None
@@ -127,13 +123,13 @@ def build_facts(
     patient = Patient(age=age_on(birth, today) if birth else None, sex=gender, reference=patient_ref)
 
     # --- conditions ----------------------------------------------------------------------------------------------
-    condition_sets = available_sets(CONDITION_READS)
+    condition_sets = CONDITION_READS
     conditions = select("Condition", lambda c: tx.match_any(c.get("code"), condition_sets) is not None)
     dvt = read_conditions(conditions, today=today, config=config)
     notes.extend(dvt.notes)
 
-    # --- observations and reports ------------------------------------------------------------------------------
-    observation_sets = available_sets(OBSERVATION_READS)
+    # --- observations and reports --------------------------------------------------------------------------------
+    observation_sets = OBSERVATION_READS
     observations = select("Observation", lambda o: tx.match_any(o.get("code"), observation_sets) is not None)
     reports = select("DiagnosticReport", lambda r: is_venous_duplex(r.get("code")))
     imaging, imaging_notes = read_imaging(observations, reports, today=today)
@@ -145,7 +141,7 @@ def build_facts(
     index = index_date(dvt.acute, imaging, today)
     labs = read_labs(observations, patient, today=today, notes=notes)
 
-    # --- medications -----------------------------------------------------------------------------------------------
+    # --- medications ---------------------------------------------------------------------------------------------
     lookup = MedicationLookup(record.resources("Medication") + list(extra_medications or []))
     requests = select("MedicationRequest", lambda m: True)
     weight = labs.weight.value if labs.weight else None
@@ -154,10 +150,8 @@ def build_facts(
         requests, lookup, lambda c: other_drug_of(c, "medication-antiplatelet", "antiplatelet"), weight_kg=weight
     )
     nsaids = current_uses(requests, lookup, lambda c: other_drug_of(c, "medication-nsaid", "nsaid"), weight_kg=weight)
-    estrogen_uses = (
-        current_uses(requests, lookup, lambda c: other_drug_of(c, "medication-estrogen", "estrogen"), weight_kg=weight)
-        if available_sets(["medication-estrogen"])
-        else []
+    estrogen_uses = current_uses(
+        requests, lookup, lambda c: other_drug_of(c, "medication-estrogen", "estrogen"), weight_kg=weight
     )
     interacting = current_uses(
         requests, lookup, lambda c: other_drug_of(c, "medication-interacting-doac", "interacting"), weight_kg=weight
@@ -166,7 +160,7 @@ def build_facts(
         if use.matched_by_text:
             notes.append(f"{use.source.reference}: {use.agent} recognised from the drug name, not from a code")
 
-    # --- encounters, procedures, orders ------------------------------------------------------------------------
+    # --- encounters, procedures, orders --------------------------------------------------------------------------
     encounters = select("Encounter", is_inpatient_encounter)
     provoking_start = index - timedelta(days=PROVOKING_WINDOW_DAYS.int_value)
     procedures = select("Procedure", lambda p: p.get("status") == "completed")
@@ -249,19 +243,21 @@ def _acute_pe(conditions: list[dict[str, Any]], *, today: date, config: RuleConf
 def _bleeding_conditions(
     conditions: list[dict[str, Any]], procedures: list[dict[str, Any]], *, today: date, config: RuleConfig
 ) -> dict[str, Finding]:
-    known = set(tx.valueset_ids())
+    hemorrhage = condition_finding(conditions, "condition-hemorrhage", active_only=False)
+    disorder = condition_finding(conditions, "condition-bleeding-disorder", active_only=False)
     found: dict[str, Finding] = {
-        "previous-bleeding": condition_finding(conditions, "condition-bleeding", active_only=False),
+        "previous-bleeding": Finding(True, [*hemorrhage.sources, *disorder.sources])
+        if hemorrhage.present or disorder.present
+        else Finding.absent(),
         "active-bleeding": condition_finding(
-            conditions, "condition-bleeding", since=today - timedelta(days=config.acute_window_days)
+            conditions, "condition-hemorrhage", since=today - timedelta(days=config.acute_window_days)
         ),
     }
     for factor, vs_id in BLEEDING_CONDITION_SETS.items():
-        if vs_id in known:
-            active_only = factor not in ("previous-stroke", "frequent-falls")
-            found[factor] = condition_finding(conditions, vs_id, active_only=active_only)
-        else:
-            found[factor] = Finding.unknown("no verified code list")
+        # A history of stroke or falls counts whatever its status; the others only while active.
+        found[factor] = condition_finding(
+            conditions, vs_id, active_only=factor not in ("previous-stroke", "frequent-falls")
+        )
     on_dialysis = dialysis(procedures, today=today)
     if on_dialysis:
         renal = found["renal-failure"]

@@ -76,7 +76,7 @@ def _for_dvt(resource: dict[str, Any]) -> bool:
     return False
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------------
 def pregnancy_conflict(draft: DraftAnticoagulant, facts: ClinicalFacts) -> bool:
     """Warfarin (teratogenic) or a DOAC drafted in pregnancy: LMWH instead (Blood 2020; CHEST AT9)."""
     return bool(facts.pregnant.present) and draft.use.agent_class in ("doac", "vka")

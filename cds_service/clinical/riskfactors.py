@@ -92,7 +92,7 @@ def condition_finding(
     return Finding(True, [_condition_ref(c, m) for c, m in hits], note)
 
 
-# --- encounters ------------------------------------------------------------------------------------------------
+# --- encounters -------------------------------------------------------------------------------------------------
 def is_inpatient_encounter(encounter: dict[str, Any]) -> bool:
     klass = encounter.get("class")
     if isinstance(klass, dict) and tx.valueset("encounter-class-inpatient").coding_match(klass) is not None:
@@ -149,7 +149,7 @@ def recent_hospitalization(encounters: list[dict[str, Any]], *, today: date, day
     return Finding(True, found) if found else Finding.absent()
 
 
-# --- procedures ------------------------------------------------------------------------------------------------
+# --- procedures -------------------------------------------------------------------------------------------------
 def is_surgical(procedure: dict[str, Any]) -> tx.Match | None:
     category = procedure.get("category")
     for vs_id in SURGICAL_PROCEDURE_SETS:
@@ -177,7 +177,7 @@ def surgeries(procedures: list[dict[str, Any]], *, start: date, end: date) -> li
     return found
 
 
-# --- symptoms, preferences -------------------------------------------------------------------------------------
+# --- symptoms, preferences --------------------------------------------------------------------------------------
 def severe_symptoms(
     dvt_conditions: list[dict[str, Any]], observations: list[dict[str, Any]], *, today: date
 ) -> Finding:
@@ -232,7 +232,7 @@ def covid19(conditions: list[dict[str, Any]], *, today: date) -> Finding:
     return condition_finding(conditions, "condition-covid19", since=today - timedelta(days=COVID_WINDOW_DAYS.int_value))
 
 
-# --- pregnancy ---------------------------------------------------------------------------------------------------
+# --- pregnancy --------------------------------------------------------------------------------------------------
 def pregnancy(
     conditions: list[dict[str, Any]],
     observations: list[dict[str, Any]],
@@ -295,7 +295,7 @@ def dialysis(procedures: list[dict[str, Any]], *, today: date) -> list[SourceRef
     return found
 
 
-# --- provoking factors --------------------------------------------------------------------------------------------
+# --- provoking factors ------------------------------------------------------------------------------------------
 def provoking_factors(
     *,
     conditions: list[dict[str, Any]],

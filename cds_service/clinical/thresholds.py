@@ -27,7 +27,7 @@ class Threshold:
         return int(self.value)
 
 
-# --- what counts as acute / recent ------------------------------------------------------------------------
+# --- what counts as acute / recent ------------------------------------------------------------------------------
 ACUTE_WINDOW_DAYS = Threshold(
     "acute window",
     30,
@@ -73,7 +73,7 @@ LAB_WINDOW_DAYS = Threshold(
 )
 PAIN_WINDOW_DAYS = Threshold("pain score recency", 3, "days", "within 3 days", evidence.PROJECT)
 
-# --- D-dimer ----------------------------------------------------------------------------------------------
+# --- D-dimer -----------------------------------------------------------------------------------------------------
 DDIMER_WINDOW_DAYS = Threshold(
     "D-dimer window", 14, "days", "newest result within 14 days of diagnosis", evidence.PROJECT
 )
@@ -95,7 +95,7 @@ DDIMER_DDU_CUTOFF = Threshold(
     "DDU assays read about half of FEU; typical DDU cutoffs are 230-250 ng/mL.",
 )
 
-# --- thrombus extent (CHEST AT9 §2.3 risk factors for extension, carried into 2016/2021) ------------------
+# --- thrombus extent (CHEST AT9 §2.3 risk factors for extension, carried into 2016/2021) -------------------------
 THROMBUS_LENGTH_CM = Threshold("thrombus length", 5, "cm", "> 5 cm", evidence.CHEST_2016)
 THROMBUS_DIAMETER_MM = Threshold("thrombus diameter", 7, "mm", "> 7 mm", evidence.CHEST_2016)
 THROMBOSED_VEIN_COUNT = Threshold("veins involved", 2, "veins", ">= 2 veins", evidence.CHEST_2016)
@@ -108,10 +108,10 @@ CLOSE_TO_POPLITEAL_CM = Threshold(
     "CHEST lists 'close to the proximal veins' without a number; a setting (DVT_CDS_CLOSE_TO_POPLITEAL_CM).",
 )
 
-# --- symptoms --------------------------------------------------------------------------------------------
+# --- symptoms ----------------------------------------------------------------------------------------------------
 SEVERE_PAIN_SCORE = Threshold("severe pain", 7, "/10", ">= 7 on the 0-10 numeric rating scale", evidence.PROJECT)
 
-# --- serial imaging ----------------------------------------------------------------------------------------
+# --- serial imaging ----------------------------------------------------------------------------------------------
 SERIAL_IMAGING_FIRST_DAY = Threshold(
     "first repeat duplex",
     7,
@@ -125,7 +125,7 @@ IMAGING_PLANNED_WITHIN_DAYS = Threshold(
     "repeat imaging planned", 14, "days", "due within the next 14 days", evidence.CHEST_2016
 )
 
-# --- bleeding risk (CHEST AT9/2016 Table 2) -----------------------------------------------------------------
+# --- bleeding risk (CHEST AT9/2016 Table 2) ----------------------------------------------------------------------
 BLEEDING_AGE_1 = Threshold("age", 65, "years", "> 65 years", evidence.CHEST_AT9_BLEEDING)
 BLEEDING_AGE_2 = Threshold("age (second factor)", 75, "years", "> 75 years", evidence.CHEST_AT9_BLEEDING)
 RENAL_FAILURE_CRCL = Threshold("renal failure", 30, "mL/min", "CrCl or eGFR < 30", evidence.CHEST_AT9_BLEEDING)
@@ -144,7 +144,7 @@ MAJOR_SURGERY_SEVERE_DAYS = Threshold("major surgery", 2, "days", "within the pa
 BLEEDING_MODERATE_FACTORS = Threshold("moderate bleeding risk", 1, "factors", "1 factor", evidence.CHEST_AT9_BLEEDING)
 BLEEDING_HIGH_FACTORS = Threshold("high bleeding risk", 2, "factors", ">= 2 factors", evidence.CHEST_AT9_BLEEDING)
 
-# --- anticoagulant choice and cautions ------------------------------------------------------------------------
+# --- anticoagulant choice and cautions ---------------------------------------------------------------------------
 TREATMENT_DURATION_MONTHS = Threshold(
     "treatment duration", 3, "months", "3 months for isolated distal DVT", evidence.CHEST_2016
 )
@@ -166,7 +166,7 @@ HIGH_WEIGHT_KG = Threshold(
 )
 LOW_WEIGHT_EDOXABAN_KG = Threshold("edoxaban low weight", 60, "kg", "<= 60 kg: edoxaban 30 mg", evidence.FDA_LABELS)
 
-# --- prophylactic vs treatment intensity ----------------------------------------------------------------------
+# --- prophylactic vs treatment intensity -------------------------------------------------------------------------
 # The highest daily dose that is still prophylactic, per agent: anything above is treatment intensity.
 # Prophylactic regimens per KNOWLEDGE.md §1 (enoxaparin 40 mg daily, apixaban 2.5 mg twice daily) and the
 # products of VSAC "Anticoagulants for VTE Prophylaxis" 2.16.840.1.113762.1.4.1147.130 (RESEARCH.md §3.5):

@@ -96,7 +96,7 @@ class FhirClient:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
-    # ------------------------------------------------------------------------------------------------------
+    # -------------------------------------------------------------------------------------------------------------
     def fetch_many(
         self,
         queries: Iterable[FhirQuery],
@@ -164,7 +164,7 @@ class FhirClient:
         result.elapsed_ms = (time.monotonic() - started) * 1000
         return result
 
-    # ------------------------------------------------------------------------------------------------------
+    # -------------------------------------------------------------------------------------------------------------
     def _absorb(self, query: FhirQuery, body: dict[str, Any], result: FetchResult) -> str | None:
         """Add a response body's resources to ``result``; return the next page's URL, if any."""
         kind = body.get("resourceType")

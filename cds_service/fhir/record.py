@@ -51,7 +51,7 @@ class PatientRecord:
     _typed: dict[int, Any] = field(default_factory=dict, repr=False)
     _foreign: int = field(default=0, repr=False)
 
-    # --- building -----------------------------------------------------------------------------------------
+    # --- building ------------------------------------------------------------------------------------------------
     def add(self, resources: Iterable[dict[str, Any]]) -> None:
         for resource in resources:
             kind = resource.get("resourceType")
@@ -87,7 +87,7 @@ class PatientRecord:
                 return match is None or match.group(1) == self.patient_id
         return True
 
-    # --- reading --------------------------------------------------------------------------------------------
+    # --- reading -------------------------------------------------------------------------------------------------
     def resources(self, resource_type: str) -> list[dict[str, Any]]:
         return self.by_type.get(resource_type, [])
 

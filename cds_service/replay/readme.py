@@ -1,6 +1,6 @@
 """fhir_fixtures/README.md, generated from the manifest (a test checks they agree).
 
-    python -m cds_service.replay.readme > fhir_fixtures/README.md
+python -m cds_service.replay.readme > fhir_fixtures/README.md
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def full(**overrides: object) -> dict:
     return values
 
 
-# --- rendering -----------------------------------------------------------------------------------------------------
+# --- rendering --------------------------------------------------------------------------------------------------
 def test_render_fills_allowed_tokens_and_escapes_values() -> None:
     assert render("Patient/{{context.patientId}}", {"patientId": "abc"}) == "Patient/abc"
     assert render("Condition?patient={{ context.patientId }}", {"patientId": "a+b"}) == "Condition?patient=a%2Bb"
@@ -74,7 +74,7 @@ def test_render_fills_allowed_tokens_and_escapes_values() -> None:
     assert render("Practitioner/{{userPractitionerId}}", {"userId": "PractitionerRole/9"}) is None
 
 
-# --- 1. key present ----------------------------------------------------------------------------------------------
+# --- 1. key present ---------------------------------------------------------------------------------------------
 def test_present_keys_are_used_without_fetching(resolver: PrefetchResolver, fhir_server: HTTPServer) -> None:
     record = resolve(resolver, full(), server=fhir_server.url_for("/fhir"))
     assert [c["code"]["coding"][0]["code"] for c in record.resources("Condition")] == ["I82.461"]
@@ -84,7 +84,7 @@ def test_present_keys_are_used_without_fetching(resolver: PrefetchResolver, fhir
     assert fhir_server.log == []  # encounter key skipped (no encounterId in context): nothing fetched
 
 
-# --- 2. key null -------------------------------------------------------------------------------------------------
+# --- 2. key null ------------------------------------------------------------------------------------------------
 def test_null_search_means_no_data(resolver: PrefetchResolver) -> None:
     record = resolve(resolver, full(medications=None, conditions=None))
     assert record.resources("MedicationRequest") == []
@@ -105,7 +105,7 @@ def test_null_required_read_without_server_is_412(resolver: PrefetchResolver) ->
     assert any(d.startswith("patient:") for d in raised.value.details)
 
 
-# --- 3. empty searchset ------------------------------------------------------------------------------------------
+# --- 3. empty searchset -----------------------------------------------------------------------------------------
 def test_empty_bundle_is_empty_not_missing(resolver: PrefetchResolver, fhir_server: HTTPServer) -> None:
     record = resolve(resolver, full(conditions=bundle()), server=fhir_server.url_for("/fhir"))
     assert record.resources("Condition") == []
@@ -113,7 +113,7 @@ def test_empty_bundle_is_empty_not_missing(resolver: PrefetchResolver, fhir_serv
     assert fhir_server.log == []
 
 
-# --- 4. OperationOutcome -----------------------------------------------------------------------------------------
+# --- 4. OperationOutcome ----------------------------------------------------------------------------------------
 def test_operation_outcome_alone_is_refetched(resolver: PrefetchResolver, fhir_server: HTTPServer) -> None:
     fhir_server.expect_request("/fhir/Condition", query_string={"patient": PATIENT_ID}).respond_with_json(
         bundle(condition("I82.452"))
@@ -154,7 +154,7 @@ def test_outcome_that_cannot_be_refetched_is_a_gap_or_412(resolver: PrefetchReso
         resolve(resolver, full(conditions=operation_outcome()))
 
 
-# --- 5. paginated ------------------------------------------------------------------------------------------------
+# --- 5. paginated -----------------------------------------------------------------------------------------------
 def test_paginated_prefetch_is_continued_from_the_next_link(
     resolver: PrefetchResolver, fhir_server: HTTPServer
 ) -> None:
@@ -179,7 +179,7 @@ def test_paginated_prefetch_without_server_keeps_the_first_page_as_partial(resol
     assert [(g.key, g.partial) for g in record.gaps] == [("conditions", True)]
 
 
-# --- absent keys -----------------------------------------------------------------------------------------------
+# --- absent keys ------------------------------------------------------------------------------------------------
 def test_absent_keys_are_fetched_in_parallel_with_the_token(
     resolver: PrefetchResolver, fhir_server: HTTPServer
 ) -> None:

@@ -447,8 +447,19 @@ def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | No
     """A later study than the diagnosing one showing proximal veins (proximal extension), or new veins or a
     longer thrombus (distal extension), in the same leg."""
     base_date = baseline.onset
-    known = list(baseline.veins)
-    base_length = baseline.length_cm
+    # Everything known on the diagnosis day (the Condition and the diagnosing study) is the baseline.
+    at_diagnosis = [baseline] + [
+        t
+        for t in facts.thromboses
+        if base_date is not None
+        and t.acute
+        and t.is_distal
+        and t.onset is not None
+        and t.onset <= base_date
+        and _same_leg(t.side, baseline.side)
+    ]
+    known = distinct_veins(v for t in at_diagnosis for v in t.veins)
+    base_length = max((t.length_cm for t in at_diagnosis if t.length_cm is not None), default=None)
     for study in facts.imaging:
         if study.source.reference == baseline.source.reference:
             continue

@@ -101,7 +101,8 @@ def test_renal_failure_from_ckd_and_dialysis() -> None:
         ("E11.9", "diabetes"),
         ("F10.20", "alcohol-abuse"),
         ("Z91.81", "frequent-falls"),
-        ("R58", "previous-bleeding"), ("D68.00", "previous-bleeding"),
+        ("R58", "previous-bleeding"),
+        ("D68.00", "previous-bleeding"),
         ("C50.911", "cancer"),
     ],
 )

@@ -1,0 +1,203 @@
+"""Cards: real R4 orders in suggestions, summaries under 140 characters, escaped resource text, the why."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from cds_service import cards
+from cds_service.cards import CardContext, fit, md
+from cds_service.clinical.topics import Topic
+from tests.builders import LEFT as LEFT_SIDE
+from tests.builders import (
+    NOW,
+    PERONEAL,
+    POPLITEAL,
+    SCT,
+    TODAY,
+    age_birth,
+    assess_of,
+    concept,
+    condition,
+    ddimer,
+    distal_dvt,
+    duplex,
+    facts_of,
+    muscular_dvt,
+    observation,
+    patient,
+    provoked_by_surgery,
+    service_request,
+)
+
+MODELS = {"MedicationRequest": MedicationRequest, "ServiceRequest": ServiceRequest}
+
+
+def build(resources: list[dict], **kwargs):
+    facts = facts_of(resources, **kwargs)
+    assessment = assess_of(resources, **kwargs)
+    ctx = CardContext(patient_id="pat-1", encounter_id="enc-1", now=NOW, facts=facts)
+    topic = assessment.recommendation
+    if topic in (Topic.ANTICOAGULATE, Topic.SERIAL_IMAGING, Topic.SHARED_DECISION):
+        return cards.recommendation_card(assessment, ctx), assessment
+    return {
+        Topic.EXTENSION: cards.extension_card,
+        Topic.PROXIMAL_DVT: cards.proximal_card,
+        Topic.LOCATION_UNKNOWN: cards.location_unknown_card,
+        Topic.BILATERAL_SURVEILLANCE: cards.bilateral_card,
+    }[topic](assessment, ctx), assessment
+
+
+SITUATIONS = {
+    "serial": [distal_dvt(), provoked_by_surgery()],
+    "anticoagulate": [distal_dvt(), ddimer(900, days=2)],
+    "shared": [muscular_dvt(), ddimer(900, days=2), provoked_by_surgery()],
+    "pregnant": [
+        distal_dvt(),
+        ddimer(900, days=2),
+        observation("82810-3", value_concept=concept(SCT, "77386006")),
+        observation("29463-7", value=72, unit="kg"),
+    ],
+    "extension": [
+        distal_dvt(onset=8),
+        duplex([PERONEAL], side=LEFT_SIDE, days=8),
+        duplex([POPLITEAL], side=LEFT_SIDE, days=1),
+    ],
+    "proximal": [condition("I82.431", onset=2)],
+    "unknown": [condition("I82.409", onset=2)],
+    "bilateral": [
+        condition("I82.461", onset=2),
+        duplex([("264481007", "Gastrocnemius vein")], code="39443-7", days=2),
+        service_request("39443-7", due_in=5),
+        provoked_by_surgery(),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", SITUATIONS)
+def test_every_card_is_well_formed(name: str) -> None:
+    card, assessment = build(SITUATIONS[name])
+    body = card.to_json()
+    assert len(body["summary"]) < 140
+    assert body["source"]["topic"]["system"] == "urn:distal-dvt-cds:card-topic"
+    assert body["source"]["label"] and body["source"]["url"].startswith("https://")
+    assert "Condition/" in body["detail"]
+    assert "**Sources**" in body["detail"]
+    if card.suggestions:
+        assert body["selectionBehavior"] == "at-most-one"
+        assert sum(bool(s.get("isRecommended")) for s in body["suggestions"]) == 1
+
+
+@pytest.mark.parametrize("name", SITUATIONS)
+def test_suggested_orders_validate_as_r4(name: str) -> None:
+    card, _ = build(SITUATIONS[name])
+    resources = [a.resource for s in card.suggestions or [] for a in s.actions or [] if a.resource]
+    assert resources
+    for resource in resources:
+        model = MODELS[resource["resourceType"]].model_validate(resource)
+        assert model.status == "draft"
+        assert model.intent == "order"
+        assert resource["subject"] == {"reference": "Patient/pat-1"}
+        assert resource["encounter"] == {"reference": "Encounter/enc-1"}
+
+
+def test_serial_imaging_orders_are_at_7_and_14_days_both_legs_for_muscular() -> None:
+    card, _ = build(SITUATIONS["shared"])
+    serial = next(s for s in card.suggestions if s.label.startswith("Serial imaging"))
+    dates = [a.resource["occurrenceDateTime"] for a in serial.actions]
+    assert dates == [(TODAY + timedelta(days=7)).isoformat(), (TODAY + timedelta(days=14)).isoformat()]
+    assert {a.resource["code"]["coding"][0]["code"] for a in serial.actions} == {"39420-5"}
+    axial, _ = build(SITUATIONS["serial"])
+    serial_axial = next(s for s in axial.suggestions if s.label.startswith("Serial imaging"))
+    assert {a.resource["code"]["coding"][0]["code"] for a in serial_axial.actions} == {"39432-0"}  # left leg
+
+
+def test_anticoagulation_order_is_apixaban_for_3_months() -> None:
+    card, _ = build(SITUATIONS["anticoagulate"])
+    [suggestion] = [s for s in card.suggestions if s.isRecommended]
+    order = suggestion.actions[0].resource
+    assert order["medicationCodeableConcept"]["coding"][0]["code"] == "1364445"
+    assert [d["doseAndRate"][0]["doseQuantity"]["value"] for d in order["dosageInstruction"]] == [10, 5]
+    assert order["dispenseRequest"]["expectedSupplyDuration"]["value"] == 90
+    assert order["reasonReference"][0]["reference"].startswith("Condition/")
+
+
+def test_pregnancy_order_is_weight_based_enoxaparin() -> None:
+    card, _ = build(SITUATIONS["pregnant"])
+    order = next(
+        a.resource
+        for s in card.suggestions
+        for a in s.actions
+        if a.resource and a.resource["resourceType"] == "MedicationRequest"
+    )
+    assert order["medicationCodeableConcept"]["coding"][0]["code"] == "67108"
+    assert order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] == {
+        "value": 72,
+        "unit": "mg",
+        "system": "http://unitsofmeasure.org",
+        "code": "mg",
+    }
+    assert order["dosageInstruction"][0]["timing"]["repeat"]["frequency"] == 2
+
+
+def test_detail_names_factors_with_source_and_date() -> None:
+    card, _ = build(SITUATIONS["anticoagulate"])
+    assert "| positive D-dimer" in card.detail
+    assert "Observation/" in card.detail
+    assert (TODAY - timedelta(days=2)).isoformat() in card.detail
+    assert "**Bleeding risk:**" in card.detail
+
+
+def test_resource_text_cannot_inject_markup() -> None:
+    hostile = condition(text="DVT left peroneal vein <script>alert(1)</script> [click](javascript:alert(1)) | **x**")
+    card, _ = build([hostile, provoked_by_surgery()])
+    assert "alert(1)" in card.detail  # the text is shown ...
+    assert "<script>" not in card.detail
+    assert "[click](javascript" not in card.detail
+    assert "\\<script\\>" in card.detail  # ... but inert
+
+
+def test_md_escapes_and_fit_truncates() -> None:
+    assert md("a|b*c_d<e>[f]`g`") == "a\\|b\\*c\\_d\\<e\\>\\[f\\]\\`g\\`"
+    assert md("line\nbreak") == "line break"
+    assert md("R&D") == "R&amp;D"
+    assert len(fit("x" * 300)) == 139
+    assert fit("short") == "short"
+
+
+def test_long_factor_lists_keep_the_summary_short() -> None:
+    many = [
+        distal_dvt(severity="24484000"),
+        ddimer(900, days=2),
+        condition("C18.9", onset=100),
+        condition("Z86.718", onset=None),
+        duplex(
+            [PERONEAL, ("4258007", "Posterior tibial vein")],
+            side=LEFT_SIDE,
+            length=(8, "cm"),
+            diameter=(9, "mm"),
+            distance_cm=2,
+            days=2,
+        ),
+    ]
+    card, assessment = build(many)
+    assert len(assessment.for_anticoagulation) >= 6
+    assert len(card.summary) < 140
+
+
+def test_card_states_what_could_not_be_evaluated() -> None:
+    card, _ = build([distal_dvt(), provoked_by_surgery()], gaps=(("medications", "MedicationRequest"),))
+    assert "**Could not be evaluated:**" in card.detail
+    assert "Current anticoagulation could not be checked" in card.detail
+
+
+def test_card_json_has_no_empty_members() -> None:
+    card, _ = build(SITUATIONS["bilateral"], patient_resource=patient(birth=age_birth(40)))
+    text = json.dumps(card.to_json())
+    assert "null" not in text
+    assert "[]" not in text
+    assert "{}" not in text

@@ -80,11 +80,12 @@ SITUATIONS = {
 
 @pytest.mark.parametrize("name", SITUATIONS)
 def test_every_card_is_well_formed(name: str) -> None:
-    card, assessment = build(SITUATIONS[name])
+    card, _assessment = build(SITUATIONS[name])
     body = card.to_json()
     assert len(body["summary"]) < 140
     assert body["source"]["topic"]["system"] == "urn:distal-dvt-cds:card-topic"
-    assert body["source"]["label"] and body["source"]["url"].startswith("https://")
+    assert body["source"]["label"]
+    assert body["source"]["url"].startswith("https://")
     assert "Condition/" in body["detail"]
     assert "**Sources**" in body["detail"]
     if card.suggestions:

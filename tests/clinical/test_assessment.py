@@ -59,7 +59,7 @@ def test_baseline_has_no_factor() -> None:
     assert s_codes(result) == set()
 
 
-# --- A factors ---------------------------------------------------------------------------------------------------
+# --- A factors --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("value", "present"), [(499, False), (500, True)])
 def test_positive_ddimer(value: float, present: bool) -> None:
     assert ("positive-d-dimer" in a_codes(assess_of(baseline(ddimer(value, days=2))))) is present
@@ -136,7 +136,7 @@ def test_seed_only_factors_and_the_chest_profile() -> None:
     assert chest.recommendation == Topic.SERIAL_IMAGING
 
 
-# --- S factors ---------------------------------------------------------------------------------------------------
+# --- S factors --------------------------------------------------------------------------------------------------
 def test_muscular_only() -> None:
     assert "muscular-veins-only" in s_codes(assess_of([muscular_dvt(), provoked_by_surgery()]))
     mixed = [muscular_dvt(), duplex([GASTROCNEMIUS, PERONEAL], side=LEFT, days=2), provoked_by_surgery()]
@@ -157,7 +157,7 @@ def test_patient_preference() -> None:
     assert "patient-preference" in s_codes(assess_of(baseline(pref)))
 
 
-# --- the three rules ----------------------------------------------------------------------------------------------
+# --- the three rules --------------------------------------------------------------------------------------------
 def test_rule_1_no_a_factor_means_serial_imaging() -> None:
     result = assess_of(baseline())
     assert result.recommendation == Topic.SERIAL_IMAGING
@@ -211,7 +211,7 @@ def test_acute_pulmonary_embolism_means_anticoagulation_only() -> None:
     assert not result.offer_serial_imaging
 
 
-# --- managed, surveillance, extension --------------------------------------------------------------------------------
+# --- managed, surveillance, extension ---------------------------------------------------------------------------
 def test_anticoagulated_distal_dvt_needs_no_card() -> None:
     result = assess_of(baseline(apixaban(dose=5, per_day=2)))
     assert result.situation == Situation.DISTAL_ANTICOAGULATED
@@ -301,7 +301,7 @@ def test_bilateral_surveillance_for_muscular_vein_with_other_leg_never_imaged() 
     assert axial.recommendation is None  # bilateral surveillance is for muscular-vein thrombosis
 
 
-# --- proximal, location unknown, suspected, none -----------------------------------------------------------------------
+# --- proximal, location unknown, suspected, none ----------------------------------------------------------------
 def test_proximal_dvt_not_anticoagulated() -> None:
     result = assess_of([condition("I82.431", onset=2)])
     assert result.recommendation == Topic.PROXIMAL_DVT
@@ -336,7 +336,7 @@ def test_pe_without_dvt_gives_no_recommendation() -> None:
     assert result.situation == Situation.NO_DVT
 
 
-# --- imaging plan and what is missing ------------------------------------------------------------------------------------
+# --- imaging plan and what is missing ---------------------------------------------------------------------------
 def test_imaging_legs() -> None:
     assert assess_of([muscular_dvt()]).imaging_side == Side.BILATERAL
     assert assess_of([distal_dvt()]).imaging_side == Side.LEFT

@@ -38,7 +38,7 @@ def topics(cards: list[dict]) -> list[tuple[str, str]]:
     return [(c["source"]["topic"]["code"], c["indicator"]) for c in cards]
 
 
-# --- patient-view --------------------------------------------------------------------------------------------------
+# --- patient-view -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("resources", "expected"),
     [
@@ -81,7 +81,7 @@ def test_patient_view_location_unknown(client: FlaskClient) -> None:
     assert topics(call(client, "patient-view", [condition("I82.409", onset=2)])) == [("dvt-location-unknown", "info")]
 
 
-# --- order-select and order-sign ------------------------------------------------------------------------------------
+# --- order-select and order-sign --------------------------------------------------------------------------------
 PREGNANT = observation("82810-3", value_concept=concept(SCT, "77386006", "Pregnant"))
 
 
@@ -172,7 +172,7 @@ def test_medication_reference_inside_draft_orders(client: FlaskClient) -> None:
     assert ("pregnancy-anticoagulant", "critical") in topics(cards)
 
 
-# --- encounter-discharge -----------------------------------------------------------------------------------------------
+# --- encounter-discharge ----------------------------------------------------------------------------------------
 def test_encounter_discharge_surveillance_gap(client: FlaskClient) -> None:
     stay = encounter("IMP", status="in-progress", start=4, end=None, resource_id="stay-1")
     cards = call(client, "encounter-discharge", [distal_dvt(), stay, provoked_by_surgery()], encounterId="stay-1")
@@ -186,7 +186,7 @@ def test_encounter_discharge_with_imaging_arranged(client: FlaskClient) -> None:
     assert call(client, "encounter-discharge", resources, encounterId="stay-2") == []
 
 
-# --- no card ---------------------------------------------------------------------------------------------------------------
+# --- no card ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("hook", ["patient-view", "encounter-discharge"])
 def test_no_dvt_or_managed_means_no_card(client: FlaskClient, hook: str) -> None:
     context = {"encounterId": "stay-3"} if hook == "encounter-discharge" else {}

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test lint fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ run: $(VENV)/.stamp-run
 
 test: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest
+
+# Far more generated and mutated requests than the suite's own fuzz test (a few minutes).
+fuzz: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest tests/security/test_fuzz.py --hypothesis-profile=fuzz -p no:logging -q
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .

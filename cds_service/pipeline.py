@@ -49,7 +49,7 @@ class CallPipeline:
         self._settings = settings
         self._store = store
         self._clock = clock
-        self._resolver = PrefetchResolver(client, server_allowed)
+        self._resolver = PrefetchResolver(client, server_allowed, max_entries=settings.max_bundle_entries)
         self._config = RuleConfig(
             profile=settings.rule_profile,
             acute_window_days=settings.acute_window_days,

@@ -12,7 +12,10 @@ from hooks.common import evaluate, unique_topics
 
 
 def check_drafts(call: HookCall, drafts: list[dict[str, Any]], all_drafts: list[dict[str, Any]]) -> HookResult:
-    medications = [r for r in all_drafts if r.get("resourceType") == "Medication"]
+    # Drafts are resources from the request: validated like any other before a rule reads them (an invalid
+    # one is skipped and named in the data notes of any card).
+    drafts = [d for d in drafts if call.record.typed(d) is not None]
+    medications = [r for r in all_drafts if r.get("resourceType") == "Medication" and call.record.typed(r) is not None]
     evaluation = evaluate(call, extra_medications=medications)
     facts, assessment, ctx = evaluation.facts, evaluation.assessment, evaluation.ctx
     weight = facts.labs.weight.value if facts.labs.weight else None

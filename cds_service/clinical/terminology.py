@@ -53,8 +53,8 @@ _SYSTEM_ALIASES = {
 _ICD_NO_DOT = re.compile(r"^([A-Z][0-9][0-9A-Z])([0-9A-Z]{1,4})$")
 
 
-def canonical_system(system: str | None) -> str:
-    if not system:
+def canonical_system(system: object) -> str:
+    if not isinstance(system, str) or not system:
         return ""
     return _SYSTEM_ALIASES.get(system, system)
 

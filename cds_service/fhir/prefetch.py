@@ -97,9 +97,12 @@ class _KeyState:
 
 
 class PrefetchResolver:
-    def __init__(self, client: FhirClient, server_allowed: Callable[[str], tuple[bool, str]]):
+    def __init__(
+        self, client: FhirClient, server_allowed: Callable[[str], tuple[bool, str]], *, max_entries: int = 20_000
+    ):
         self._client = client
         self._server_allowed = server_allowed
+        self._max_entries = max_entries
 
     def resolve(
         self,
@@ -120,6 +123,18 @@ class PrefetchResolver:
             if rendered is None:
                 continue  # e.g. no encounterId in this context: the key does not apply
             states.append(self._classify(key, rendered, sent))
+        for state in states:
+            if len(state.resources) > self._max_entries:
+                del state.resources[self._max_entries :]
+                state.fetch_url = None  # what was sent is already more than we read
+                record.add_gap(
+                    DataGap(
+                        state.key.name,
+                        state.key.resource_type,
+                        f"stopped at {self._max_entries} resources",
+                        partial=True,
+                    )
+                )
 
         to_fetch = [s for s in states if s.fetch_url is not None]
         results: dict[str, FetchResult] = {}

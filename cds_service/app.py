@@ -18,6 +18,7 @@ from flask_cors import CORS
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from cds_service import metrics
 from cds_service.errors import BadRequest, CdsError, NotFound, Unauthorized, UnsupportedMediaType, operation_outcome
 from cds_service.fhir.client import FhirClient
 from cds_service.logs import log_fields
@@ -132,10 +133,25 @@ def create_app(
     def healthz() -> Response:
         return jsonify({"status": "ok"})
 
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None and request.method != "OPTIONS":
+            metrics.REQUEST_SECONDS.labels(_route_label(request.path), str(response.status_code)).observe(
+                time.monotonic() - started
+            )
+        return response
+
     # --- errors --------------------------------------------------------------------------------------------------
     @app.errorhandler(CdsError)
     def _cds_error(error: CdsError) -> tuple[Response, int] | Response:
         if isinstance(error, Unauthorized):
+            metrics.JWT_REJECTIONS.labels(error.category).inc()
             log_fields(
                 log,
                 logging.WARNING,
@@ -205,6 +221,17 @@ def json_depth(value: Any) -> int:
             deepest = max(deepest, depth)
             stack.extend((child, depth + 1) for child in node)
     return deepest
+
+
+def _route_label(path: str) -> str:
+    """A metrics label: the service id, or the route's name (never anything taken from the request)."""
+    parts = path.strip("/").split("/")
+    if parts[0] != "cds-services":
+        return parts[0] if parts[0] in ("healthz", "metrics") else "other"
+    if len(parts) == 1 or parts[1] == "":
+        return "discovery"
+    service = parts[1] if parts[1] in BY_ID else "unknown"
+    return f"{service}/feedback" if len(parts) > 2 and parts[2] == "feedback" else service
 
 
 def _path_shape(path: str) -> str:

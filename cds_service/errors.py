@@ -47,9 +47,10 @@ class Unauthorized(CdsError):
 
     status = 401
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, category: str = "invalid"):
         super().__init__("Unauthorized")
         self.reason = reason
+        self.category = category  # a fixed word, for the rejection counter
 
 
 class NotFound(CdsError):

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cds_service import metrics
 from cds_service.clinical.config import RuleConfig
 from cds_service.errors import BadRequest, CdsError
 from cds_service.fhir.client import FhirClient
@@ -86,6 +87,8 @@ class CallPipeline:
             result = service.handler(HookCall(request, context, record, self._clock(), self._config))
             decision, gaps = result.decision, result.data_gaps
             topics = [c.source.topic.code for c in result.cards if c.source.topic]
+            for topic in topics:
+                metrics.CARDS.labels(topic).inc()
             issued = [
                 IssuedCard(c.uuid, c.source.topic.code if c.source.topic else "", c.indicator) for c in result.cards
             ]

@@ -158,23 +158,23 @@ class ClientAuthenticator:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"malformed token ({type(exc).__name__})") from exc
+            raise Unauthorized(f"malformed token ({type(exc).__name__})", "malformed") from exc
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
-            raise Unauthorized(f"algorithm not allowed ({str(alg)[:16]})")
+            raise Unauthorized(f"algorithm not allowed ({str(alg)[:16]})", "algorithm")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise Unauthorized("no kid")
+            raise Unauthorized("no kid", "kid")
         iss = unverified.get("iss")
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
-            raise Unauthorized("issuer not trusted")
+            raise Unauthorized("issuer not trusted", "issuer")
 
         jwk = self._find_key(issuer, header, kid)
         if jwk is None:
-            raise Unauthorized("signing key not found")
+            raise Unauthorized("signing key not found", "unknown-key")
         if jwk.get("alg") not in (None, alg):
-            raise Unauthorized("key algorithm does not match token")
+            raise Unauthorized("key algorithm does not match token", "algorithm")
         try:
             key = jwt.PyJWK(jwk, algorithm=alg).key
             claims = jwt.decode(
@@ -187,14 +187,14 @@ class ClientAuthenticator:
                 options={"require": ["exp", "iat", "jti", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"token rejected ({type(exc).__name__})") from exc
+            raise Unauthorized(f"token rejected ({type(exc).__name__})", _category(exc)) from exc
 
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > 256:
-            raise Unauthorized("jti not acceptable")
+            raise Unauthorized("jti not acceptable", "claims")
         expires_at = datetime.fromtimestamp(float(claims["exp"]) + self._settings.jwt_leeway_s, UTC)
         if not self._store.remember_jti(issuer.iss, jti, expires_at):
-            raise Unauthorized("jti replayed")
+            raise Unauthorized("jti replayed", "replay")
         sub = claims.get("sub")
         tenant = claims.get("tenant")
         return CallerIdentity(
@@ -208,22 +208,33 @@ class ClientAuthenticator:
         jku = header.get("jku")
         if jku is not None:
             if not isinstance(jku, str) or jku not in issuer.jku_allowed:
-                raise Unauthorized("jku not allowlisted")
+                raise Unauthorized("jku not allowlisted", "jku")
             return self._jwks.key(jku, kid)
         if issuer.jwks is not None:
             return keys_by_kid(issuer.jwks).get(kid)
         if issuer.jwks_url is not None:
             return self._jwks.key(issuer.jwks_url, kid)
-        raise Unauthorized("issuer requires a jku header")
+        raise Unauthorized("issuer requires a jku header", "jku")
+
+
+def _category(exc: jwt.PyJWTError) -> str:
+    return {
+        jwt.ExpiredSignatureError: "expired",
+        jwt.ImmatureSignatureError: "not-yet-valid",
+        jwt.InvalidAudienceError: "audience",
+        jwt.InvalidIssuerError: "issuer",
+        jwt.MissingRequiredClaimError: "claims",
+        jwt.InvalidSignatureError: "signature",
+    }.get(type(exc), "invalid")
 
 
 def _bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthorized("no Authorization header")
+        raise Unauthorized("no Authorization header", "missing")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("Authorization is not a Bearer token")
+        raise Unauthorized("Authorization is not a Bearer token", "malformed")
     if len(token) > _MAX_TOKEN_BYTES:
-        raise Unauthorized("token too large")
+        raise Unauthorized("token too large", "malformed")
     return token

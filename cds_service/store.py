@@ -224,18 +224,18 @@ class Store:
     # -------------------------------------------------------------------------------------------------------------
     def _insert_ignoring_duplicate(self, conn: Any, table: Table, row: dict[str, Any]) -> bool:
         dialect = self.engine.dialect.name
-        if dialect == "sqlite":
-            stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing()
-        elif dialect == "postgresql":
-            stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing()
-        else:  # pragma: no cover - other databases are not supported targets, but stay correct
-            try:
-                with conn.begin_nested():
-                    conn.execute(table.insert().values(**row))
-                return True
-            except IntegrityError:
-                return False
-        return conn.execute(stmt).rowcount == 1
+        if dialect in ("sqlite", "postgresql"):
+            insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+            key = next(iter(table.primary_key.columns))
+            # RETURNING tells, on both databases, whether the row went in or was a duplicate.
+            stmt = insert(table).values(**row).on_conflict_do_nothing().returning(key)
+            return conn.execute(stmt).first() is not None
+        try:  # other databases are not supported targets, but stay correct
+            with conn.begin_nested():
+                conn.execute(table.insert().values(**row))
+            return True
+        except IntegrityError:
+            return False
 
 
 def _engine(database_url: str) -> Engine:

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from cds_service import metrics
 from cds_service.fhir.bundles import read_bundle_page
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class FhirClient:
             else:
                 future.cancel()
                 reason = "deadline exceeded" if not future.done() else "internal error while fetching"
+                metrics.FHIR_FETCHES.labels("failed").inc()
                 if future.done() and future.exception() is not None:
                     log.error("fhir fetch crashed: %s", type(future.exception()).__name__, extra={"key": query.key})
                 results[query.key] = FetchResult(query.key, ok=False, reason=reason)
@@ -162,6 +164,14 @@ class FhirClient:
             else:
                 result.reason = failure.reason
         result.elapsed_ms = (time.monotonic() - started) * 1000
+        outcome = (
+            "failed"
+            if not result.ok
+            else "not-found"
+            if result.not_found
+            else ("truncated" if result.truncated else "ok")
+        )
+        metrics.FHIR_FETCHES.labels(outcome).inc()
         return result
 
     # -------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Property-based fuzzing: generated and mutated hook requests to every service never produce a 5xx or a
-malformed body. The default profile runs ≥ 2,000 requests; `make fuzz` runs the "fuzz" profile (far more)."""
+malformed body. The default runs ≥ 2,000 requests; `make fuzz` runs 25 times more (FUZZ_EXAMPLES_PER_SERVICE)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from tests.builders import (
     service_request,
 )
 
+# 4 × 520 = 2,080 mutated hook requests per run by default; `make fuzz` raises it 25-fold.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES_PER_SERVICE", "520"))
-settings.register_profile("fuzz", max_examples=25 * EXAMPLES, deadline=None)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False) | st.text(max_size=40),

@@ -1,0 +1,128 @@
+"""The store on SQLite always and on a real PostgreSQL server when one is reachable (a database the tests create
+and drop): feedback idempotence, decision audit, issued cards, the jti replay cache, the feedback report."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cds_service.protocol import FeedbackItem
+from cds_service.store import IssuedCard, Store
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        db = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+        yield db
+        db.close()
+        return
+    if not postgres_available():
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"dvt_cds_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    db = Store(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    try:
+        yield db
+    finally:
+        db.close()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def item(card: str, outcome: str = "accepted", **kwargs) -> FeedbackItem:
+    return FeedbackItem.model_validate(
+        {"card": card, "outcome": outcome, "outcomeTimestamp": "2026-03-16T10:00:00Z", **kwargs}
+    )
+
+
+def test_schema_is_created_on_start(store: Store) -> None:
+    assert store.feedback_rows() == []
+    assert store.decisions() == []
+
+
+def test_feedback_is_idempotent(store: Store) -> None:
+    first = store.record_feedback("svc", [item("c1"), item("c2", "overridden")])
+    again = store.record_feedback("svc", [item("c1"), item("c2", "overridden"), item("c3")])
+    assert (first.stored, first.duplicates) == (2, 0)
+    assert (again.stored, again.duplicates) == (1, 2)
+    assert len(store.feedback_rows()) == 3
+    other_service = store.record_feedback("svc-2", [item("c1")])
+    assert other_service.stored == 1  # the same card id under another service is another card
+
+
+def test_override_reason_without_free_text(store: Store) -> None:
+    store.record_feedback(
+        "svc",
+        [
+            item(
+                "c9",
+                "overridden",
+                overrideReason={
+                    "reason": {"system": "urn:x", "code": "1", "display": "Not relevant"},
+                    "userComment": "Mrs Smith said no",
+                },
+            )
+        ],
+    )
+    [row] = store.feedback_rows()
+    assert (row["override_code"], row["override_display"], row["override_has_comment"]) == ("1", "Not relevant", True)
+    assert "Smith" not in repr(row)
+
+
+def test_decisions_and_feedback_report(store: Store) -> None:
+    cards = [IssuedCard("u1", "distal-dvt-serial-imaging", "warning"), IssuedCard("u2", "proximal-dvt", "critical")]
+    store.record_decision(
+        hook_instance="h1", service_id="svc", status=200, decision="d", cards=cards, data_gaps=["x"], duration_ms=12.5
+    )
+    store.record_decision(
+        hook_instance="h2",
+        service_id="svc",
+        status=200,
+        decision="d",
+        cards=[IssuedCard("u3", "distal-dvt-serial-imaging", "warning")],
+        data_gaps=[],
+        duration_ms=3,
+    )
+    store.record_feedback("svc", [item("u1"), item("u3", "overridden"), item("u2", "overridden")])
+    [row] = store.decisions("h1")
+    assert row["topics"] == ["distal-dvt-serial-imaging", "proximal-dvt"]
+    assert row["data_gaps"] == ["x"]
+    report = {r["topic"]: r for r in store.feedback_by_topic()}
+    assert report["distal-dvt-serial-imaging"] == {
+        "topic": "distal-dvt-serial-imaging",
+        "issued": 2,
+        "accepted": 1,
+        "overridden": 1,
+    }
+    assert report["proximal-dvt"]["overridden"] == 1
+
+
+def test_jti_replay_cache(store: Store) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    assert store.remember_jti("iss", "j1", soon)
+    assert not store.remember_jti("iss", "j1", soon)
+    assert store.remember_jti("other-iss", "j1", soon)  # jti is unique per issuer
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    assert store.remember_jti("iss", "old", past)
+    assert store.remember_jti("iss", "j2", soon)  # expired entries are purged along the way
+    assert store.remember_jti("iss", "old", soon)  # an expired jti is forgotten

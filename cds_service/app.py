@@ -135,7 +135,7 @@ def create_app(
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
-        body, content_type = metrics.render()
+        body, content_type = metrics.render(settings.metrics_dir)
         return Response(body, content_type=content_type)
 
     @app.after_request

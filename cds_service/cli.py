@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +33,8 @@ def _settings(**overrides: object) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.production:
+        return _serve_production(args)
     settings = _settings()
     if args.host or args.port:
         settings = Settings.model_validate(
@@ -53,12 +58,78 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def feedback_report(args: argparse.Namespace) -> int:
+    """Acceptance and override rates by card topic, from the store."""
+    from cds_service.store import Store
+
+    store = Store(_settings().database_url)
+    try:
+        rows = store.feedback_by_topic()
+    finally:
+        store.close()
+    for row in rows:
+        answered = row["accepted"] + row["overridden"]
+        row["acceptance_rate"] = round(row["accepted"] / answered, 3) if answered else None
+        row["override_rate"] = round(row["overridden"] / answered, 3) if answered else None
+        row["feedback_rate"] = round(answered / row["issued"], 3) if row["issued"] else None
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No cards issued yet.")
+        return 0
+    header = f"{'card topic':36} {'issued':>7} {'accepted':>9} {'overridden':>11} {'accept %':>9} {'override %':>11}"
+    print(header)
+    print("-" * len(header))
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}"
+
+    for row in rows:
+        print(
+            f"{row['topic']:36} {row['issued']:>7} {row['accepted']:>9} {row['overridden']:>11} "
+            f"{pct(row['acceptance_rate']):>9} {pct(row['override_rate']):>11}"
+        )
+    print(
+        "\nRates are of the cards that received feedback; cards with no feedback were neither accepted nor "
+        "overridden (ignored cards send none)."
+    )
+    return 0
+
+
+def _serve_production(args: argparse.Namespace) -> int:
+    """Replace this process with gunicorn (a clean interpreter, so the metrics directory is set before import)."""
+    settings = _settings()
+    env = dict(os.environ)
+    if args.host:
+        env["DVT_CDS_HOST"] = args.host
+    if args.port:
+        env["DVT_CDS_PORT"] = str(args.port)
+    if not settings.metrics_dir:
+        env["DVT_CDS_METRICS_DIR"] = tempfile.mkdtemp(prefix="dvt-cds-metrics-")
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:cds_service.gunicorn_conf",
+        "cds_service.wsgi:application",
+    ]
+    os.execve(sys.executable, command, env)  # noqa: S606 - our own interpreter, fixed arguments
+    return 0  # pragma: no cover - execve does not return
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dvt-cds", description="Distal DVT CDS Hooks service and tester tools")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run the service (settings from DVT_CDS_* environment variables)")
     run.add_argument("--host", help="overrides DVT_CDS_HOST")
     run.add_argument("--port", type=int, help="overrides DVT_CDS_PORT")
+    run.add_argument(
+        "--production",
+        action="store_true",
+        help="serve with gunicorn (DVT_CDS_WORKERS workers × DVT_CDS_THREADS threads, graceful shutdown)",
+    )
     run.set_defaults(func=serve)
 
     from cds_service.replay import command as replay_command
@@ -72,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_command.add_arguments(replay, settings_url)
     replay.set_defaults(func=replay_command.replay)
+
+    report = commands.add_parser("feedback-report", help="acceptance and override rates by card topic")
+    report.add_argument("--json", action="store_true", help="print JSON")
+    report.set_defaults(func=feedback_report)
 
     load = commands.add_parser(
         "load-fixtures", help="load every fixture scenario into a FHIR server (dates moved to today)"

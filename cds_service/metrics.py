@@ -7,8 +7,6 @@ becomes prometheus_client's multiprocess directory, so /metrics aggregates every
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -30,9 +28,8 @@ FHIR_FETCHES = Counter("dvt_cds_fhir_fetches_total", "Queries to the EHR's FHIR 
 JWT_REJECTIONS = Counter("dvt_cds_jwt_rejections_total", "Calls refused with 401, by reason", ["reason"])
 
 
-def render() -> tuple[bytes, str]:
-    # prometheus_client itself switches to multiprocess values when this variable is set before import.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def render(multiprocess_dir: str | None) -> tuple[bytes, str]:
+    if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

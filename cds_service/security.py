@@ -56,7 +56,10 @@ def fhir_server_policy(settings: Settings):
     def allowed(url: str) -> tuple[bool, str]:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        if parts.scheme == "http" and not (development and is_loopback_host(host)):
+        explicitly_allowed_http = settings.fhir_allow_http and any(
+            url == p or url.startswith(p + "/") for p in prefixes
+        )
+        if parts.scheme == "http" and not (development and is_loopback_host(host)) and not explicitly_allowed_http:
             return False, "fhirServer is not https; not contacted"
         if parts.scheme not in ("http", "https") or parts.username or parts.password:
             return False, "fhirServer URL not acceptable; not contacted"

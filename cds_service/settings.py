@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     public_base_url: str | None = None
     workers: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(default=4, ge=1, le=64)
+    metrics_dir: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- authentication of the calling EHR -----------------------------------------------------------------------
@@ -71,6 +73,7 @@ class Settings(BaseSettings):
     fhir_max_pages: int = Field(default=20, ge=1, le=1000)
     fhir_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     fhir_max_parallel: int = Field(default=16, ge=1, le=256)
+    fhir_allow_http: bool = False  # plain-http fhirServers on the allowlist: closed test networks only
 
     # --- hostile input -------------------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

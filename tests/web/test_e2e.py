@@ -49,7 +49,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
                 try:
                     if requests.get(f"{base}/healthz", timeout=0.5).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except requests.RequestException:
                     time.sleep(0.1)
             else:
                 pytest.fail("service did not start: " + log_path.read_text())

@@ -31,8 +31,11 @@ def test_metrics_count_what_happens(make_app, fhir_server: HTTPServer) -> None:
     assert "text/plain" in client.get("/metrics").content_type
 
     def delta(name: str, **labels: str) -> float:
-        old = sample(before, name, **labels) if re.search(rf"^{name}\{{", before, re.M) and all(
-            f'{k}="{v}"' in before for k, v in labels.items()) else 0.0
+        old = (
+            sample(before, name, **labels)
+            if re.search(rf"^{name}\{{", before, re.M) and all(f'{k}="{v}"' in before for k, v in labels.items())
+            else 0.0
+        )
         return sample(text, name, **labels) - old
 
     assert delta("dvt_cds_request_duration_seconds_count", service="distal-dvt-patient-view", status="200") == 1

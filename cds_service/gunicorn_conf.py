@@ -1,0 +1,28 @@
+"""gunicorn configuration from the DVT_CDS_* settings (bind, workers, threads) with graceful shutdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds_service.settings import Settings
+
+_settings = Settings()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+worker_class = "gthread"  # threads overlap the FHIR round trips of the fetch path
+threads = _settings.threads
+timeout = 30
+graceful_timeout = 20  # SIGTERM: finish the calls in flight, then stop
+keepalive = 5
+accesslog = None  # the service logs one structured line per call itself
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+proc_name = "dvt-cds"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if _settings.metrics_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, path=_settings.metrics_dir)

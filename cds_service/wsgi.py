@@ -1,0 +1,24 @@
+"""The WSGI application for gunicorn:
+
+    gunicorn --config python:cds_service.gunicorn_conf cds_service.wsgi:application
+
+(``dvt-cds serve --production`` runs exactly that.) Each worker builds its own app: its own FHIR connection pool,
+thread pool and database engine.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cds_service.settings import Settings
+
+settings = Settings()
+if settings.metrics_dir:
+    # prometheus_client chooses per-process value files when this is set before it is first imported.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
+
+from cds_service.app import create_app  # noqa: E402 - after the metrics directory is known
+from cds_service.logs import configure_logging  # noqa: E402
+
+configure_logging(settings.log_level)
+application = create_app(settings)

@@ -1,0 +1,77 @@
+"""The dvt-cds command: feedback-report, replay against a live service, settings errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cds_service.cli import main
+from cds_service.protocol import FeedbackItem
+from cds_service.store import IssuedCard, Store
+
+
+@pytest.fixture
+def env_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    monkeypatch.setenv("DVT_CDS_DATABASE_URL", url)
+    return url
+
+
+def test_feedback_report(env_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(env_db)
+    store.record_decision(
+        hook_instance="h",
+        service_id="s",
+        status=200,
+        decision="d",
+        data_gaps=[],
+        duration_ms=1,
+        cards=[
+            IssuedCard("a", "distal-dvt-serial-imaging", "warning"),
+            IssuedCard("b", "distal-dvt-serial-imaging", "warning"),
+            IssuedCard("c", "distal-dvt-serial-imaging", "warning"),
+            IssuedCard("d", "proximal-dvt", "critical"),
+        ],
+    )
+    feedback = [
+        FeedbackItem.model_validate({"card": c, "outcome": o, "outcomeTimestamp": "2026-03-16T10:00:00Z"})
+        for c, o in (("a", "accepted"), ("b", "overridden"), ("d", "accepted"))
+    ]
+    store.record_feedback("s", feedback)
+    store.close()
+    assert main(["feedback-report", "--json"]) == 0
+    rows = {r["topic"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["distal-dvt-serial-imaging"] == {
+        "topic": "distal-dvt-serial-imaging",
+        "issued": 3,
+        "accepted": 1,
+        "overridden": 1,
+        "acceptance_rate": 0.5,
+        "override_rate": 0.5,
+        "feedback_rate": 0.667,
+    }
+    assert rows["proximal-dvt"]["acceptance_rate"] == 1.0
+    assert main(["feedback-report"]) == 0
+    table = capsys.readouterr().out
+    assert "distal-dvt-serial-imaging" in table
+    assert "50.0" in table
+
+
+def test_feedback_report_empty(env_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["feedback-report"]) == 0
+    assert "No cards issued yet." in capsys.readouterr().out
+
+
+def test_invalid_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DVT_CDS_RULE_PROFILE", "guesswork")
+    with pytest.raises(SystemExit) as raised:
+        main(["feedback-report"])
+    assert raised.value.code == 2
+    assert "DVT_CDS_RULE_PROFILE" in capsys.readouterr().err
+
+
+def test_replay_needs_a_service(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--all", "--url", "http://127.0.0.1:9"]) == 2
+    assert "cannot reach" in capsys.readouterr().err

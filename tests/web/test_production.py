@@ -1,0 +1,69 @@
+"""`dvt-cds serve --production`: gunicorn with several workers, metrics aggregated across them, graceful stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.builders import condition, hook_request
+from tests.web.test_e2e import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_gunicorn_workers_metrics_and_graceful_shutdown(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVT_CDS_")}
+    env.update(
+        {
+            "DVT_CDS_PORT": str(port),
+            "DVT_CDS_AUTH": "off",
+            "DVT_CDS_WORKERS": "2",
+            "DVT_CDS_THREADS": "2",
+            "DVT_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+            "DVT_CDS_METRICS_DIR": str(tmp_path / "metrics"),
+        }
+    )
+    (tmp_path / "metrics").mkdir()
+    log = (tmp_path / "gunicorn.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dvt-cds"), "serve", "--production"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if requests.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        else:
+            pytest.fail((tmp_path / "gunicorn.log").read_text())
+        session = requests.Session()
+        for _ in range(20):
+            body = hook_request("patient-view", [condition("I82.452", onset=2)])
+            assert (
+                session.post(f"{base}/cds-services/distal-dvt-patient-view", json=body, timeout=10).status_code == 200
+            )
+        text = requests.get(f"{base}/metrics", timeout=5).text
+        count = next(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("dvt_cds_request_duration_seconds_count") and 'service="distal-dvt-patient-view"' in line
+        )
+        assert count == 20  # all workers' requests, whichever worker answered /metrics
+        assert len(list((tmp_path / "metrics").glob("*.db"))) >= 2  # more than one worker served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        log.close()

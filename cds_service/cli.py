@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--fhir-server", required=True, help="FHIR base URL, e.g. http://localhost:8090/fhir")
     load.add_argument("--fixtures", type=Path, help="fixtures folder (default: fhir_fixtures/ of this checkout)")
+    load.add_argument("--wait", type=float, default=0, help="seconds to wait for the server to come up")
     load.set_defaults(func=replay_command.load_fixtures)
     return parser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from cds_service.replay.fhirserver import ScenarioFhirServer
 from cds_service.replay.report import Progress, as_json, describe_cards, table
 from cds_service.replay.runner import CallOutcome, Runner, http_transport
 from cds_service.replay.scenarios import Library, Scenario, days_between, default_folder, shift_dates
+from cds_service.replay.signing import Signer
 
 _SERVER_SHAPES = {"absent", "operation-outcome", "paginated"}
 
@@ -33,7 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser, default_url: str) -> None:
         help="FHIR base URL the service should fetch from (default: a built-in "
         "server on loopback serving the scenario, when one is needed)",
     )
-    parser.add_argument("--bearer", help="Authorization header value for a service with authentication on")
+    parser.add_argument("--bearer", help="a fixed Authorization header value (a pre-made token)")
+    parser.add_argument("--sign-key", type=Path, help="PEM private key: sign a fresh JWT per call, like an EHR")
+    parser.add_argument("--iss", default="urn:distal-dvt-cds:dev-issuer", help="iss of signed calls")
+    parser.add_argument("--kid", default="dev-1", help="kid of signed calls")
+    parser.add_argument("--alg", default="ES384", help="algorithm of signed calls (ES384, RS384, ...)")
+    parser.add_argument("--public-url", help="the URL the service believes it has (the JWT aud), if not --url")
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -46,9 +53,15 @@ def replay(args: argparse.Namespace) -> int:
     if not args.all and not args.scenarios:
         print("dvt-cds replay: name scenarios, or use --all (--list shows them)", file=sys.stderr)
         return 2
-    headers = {"Authorization": args.bearer} if args.bearer else None
+    authorization = None
+    if args.sign_key:
+        signer = Signer(args.sign_key, iss=args.iss, kid=args.kid, alg=args.alg)
+        public = (args.public_url or args.url).rstrip("/")
+        authorization = lambda url: signer.header(public + url[len(args.url.rstrip("/")) :])  # noqa: E731
+    elif args.bearer:
+        authorization = lambda url: args.bearer  # noqa: E731
     try:
-        post, discovery = http_transport(args.url.rstrip("/"), headers=headers)
+        post, discovery = http_transport(args.url.rstrip("/"), authorization=authorization)
     except requests.RequestException as error:
         print(
             f"dvt-cds replay: cannot reach {args.url} ({type(error).__name__}); is the service running (make run)?",
@@ -92,11 +105,27 @@ def _replay_one(library: Library, scenario: Scenario, args: argparse.Namespace, 
         return runner.run(scenario)
 
 
+def _wait_for(base: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(f"{base}/metadata", timeout=5).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(2)
+
+
 def load_fixtures(args: argparse.Namespace) -> int:
     """PUT every scenario's resources into a FHIR server (dates moved to today), as one transaction each."""
     library = Library(args.fixtures or default_folder())
     shift = days_between(library.anchor, datetime.now(UTC))
     base = args.fhir_server.rstrip("/")
+    if not _wait_for(base, args.wait):
+        print(f"{base} did not answer /metadata within {args.wait} s", file=sys.stderr)
+        return 1
     for scenario in library.scenarios:
         resources = shift_dates(library.resources(scenario), shift)
         transaction = {

@@ -182,15 +182,26 @@ class Runner:
         return [self.run_call(scenario, call) for call in scenario.calls]
 
 
-def http_transport(base_url: str, *, timeout: float = 30.0, headers: dict[str, str] | None = None) -> tuple[Post, dict]:
-    """A poster for a live service, and its discovery document."""
+def http_transport(
+    base_url: str,
+    *,
+    timeout: float = 30.0,
+    authorization: Callable[[str], str] | None = None,
+) -> tuple[Post, dict]:
+    """A poster for a live service, and its discovery document. ``authorization(url)`` gives the Authorization
+    header for a URL (a fresh signed JWT per call when the service checks them)."""
     session = requests.Session()
-    session.headers.update(headers or {})
-    discovery = session.get(f"{base_url}/cds-services", timeout=timeout)
+
+    def headers(url: str) -> dict[str, str]:
+        return {"Authorization": authorization(url)} if authorization else {}
+
+    discovery_url = f"{base_url}/cds-services"
+    discovery = session.get(discovery_url, timeout=timeout, headers=headers(discovery_url))
     discovery.raise_for_status()
 
     def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
-        response = session.post(f"{base_url}/cds-services/{service_id}", json=body, timeout=timeout)
+        url = f"{base_url}/cds-services/{service_id}"
+        response = session.post(url, json=body, timeout=timeout, headers=headers(url))
         try:
             return response.status_code, response.json()
         except ValueError:

@@ -28,7 +28,12 @@ run: $(VENV)/.stamp-run
 	@mkdir -p var
 	$(BIN)/dvt-cds serve
 
-test: $(VENV)/.stamp-test
+# The real FHIR server the fetch-path tests run against (@medplum/fhir-router, in memory, loopback only).
+tests/medplum/node_modules/.stamp: tests/medplum/package-lock.json
+	npm ci --prefix tests/medplum --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(VENV)/.stamp-test tests/medplum/node_modules/.stamp
 	$(BIN)/python -m pytest
 
 # Far more generated and mutated requests than the suite's own fuzz test (a few minutes).

@@ -449,7 +449,7 @@ def proximal_card(assessment: Assessment, ctx: CardContext) -> Card:
         episode_line(episode),
         not_evaluated(ctx.facts),
         bleeding_section(assessment.bleeding),
-        _regimen_line(assessment).replace("3 months (isolated distal DVT)", "at least 3 months"),
+        _regimen_line(assessment),
         list_section("Caveats", assessment.caveats),
         data_notes(ctx.facts),
         citations_section(assessment.citations),

@@ -83,3 +83,14 @@ def other_server() -> Iterator[HTTPServer]:
     server.clear()
     if server.is_running():
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def medplum() -> Iterator[Any]:
+    """A real FHIR server (Medplum's FHIR router, in memory) for the fetch path; `make test` installs it."""
+    from tests.medplum_server import MedplumServer
+
+    server = MedplumServer()
+    server.start()
+    yield server
+    server.stop()

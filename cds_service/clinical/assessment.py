@@ -519,7 +519,12 @@ def _unique(sources: list[SourceRef]) -> list[SourceRef]:
 def _complete(result: Assessment, facts: ClinicalFacts, config: RuleConfig) -> Assessment:
     """Regimen, imaging plan, missing data and citations: everything a card needs besides the decision."""
     episode = result.episode
-    result.regimen = choose_regimen(facts)
+    proximal = result.situation in (
+        Situation.PROXIMAL_UNTREATED,
+        Situation.PROXIMAL_TREATED,
+        Situation.EXTENSION_PROXIMAL,
+    )
+    result.regimen = choose_regimen(facts, isolated_distal=not proximal)
     if episode is not None:
         muscular = any(v.vein_class == VeinClass.DISTAL_MUSCULAR for v in episode.veins)
         result.bilateral_imaging = muscular or episode.side not in (Side.RIGHT, Side.LEFT)

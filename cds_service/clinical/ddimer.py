@@ -121,8 +121,9 @@ def _quantity(observation: dict[str, Any]) -> tuple[str, float, str] | None:
     if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
         code, text = quantity.get("code"), quantity.get("unit")
         unit = str(code or text or "")
-        if code and text and not _family_of_unit(str(code)) and _family_of_unit(str(text)):
-            unit = f"{code} {text}"  # UCUM code without the annotation, the assay type in the display unit
+        family = _family_of_unit(str(text or ""))
+        if code and family and not _family_of_unit(str(code)):
+            unit = f"{code} {family}"  # the UCUM code's unit, the assay type written only in the display unit
         return str(quantity.get("comparator") or ""), float(quantity["value"]), unit
     text = observation.get("valueString")
     if isinstance(text, str):

@@ -14,12 +14,14 @@ from typing import Any
 from cds_service.clinical import terminology as tx
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.ddimer import DDIMER_SETS, newest_ddimer
-from cds_service.clinical.fhirdata import age_on, parse_date, reference_of
+from cds_service.clinical.fhirdata import age_on, parse_date, period_end, period_start, procedure_date, reference_of
 from cds_service.clinical.labs import read_labs
 from cds_service.clinical.medications import (
+    AGENT_CLASS,
     MedicationLookup,
     anticoagulant_of,
     current_uses,
+    is_current,
     other_drug_of,
 )
 from cds_service.clinical.model import ClinicalFacts, Finding, Patient, SourceRef, Thrombosis
@@ -30,6 +32,7 @@ from cds_service.clinical.riskfactors import (
     inpatient,
     is_active,
     is_inpatient_encounter,
+    is_surgical,
     matching_conditions,
     prefers_no_anticoagulation,
     pregnancy,
@@ -86,6 +89,14 @@ OBSERVATION_READS = (
     "observation-pain-score",
     "preference-avoid-anticoagulation",
 )
+MEDICATION_READS = (
+    *(f"anticoagulant-{agent}" for agent in AGENT_CLASS),
+    "medication-antiplatelet",
+    "medication-nsaid",
+    "medication-estrogen",
+    "medication-interacting-doac",
+)
+PROCEDURE_READS = ("procedure-delivery", "procedure-dialysis")
 # Bleeding-risk conditions (KNOWLEDGE.md §4) and the value set each is read from.
 BLEEDING_CONDITION_SETS = {
     "renal-failure": "condition-renal-failure",
@@ -143,7 +154,9 @@ def build_facts(
 
     # --- medications ---------------------------------------------------------------------------------------------
     lookup = MedicationLookup(record.resources("Medication") + list(extra_medications or []))
-    requests = select("MedicationRequest", lambda m: True)
+    requests = select(
+        "MedicationRequest", lambda m: is_current(m) and tx.match_any(lookup.concept(m), MEDICATION_READS) is not None
+    )
     weight = labs.weight.value if labs.weight else None
     anticoagulants = current_uses(requests, lookup, anticoagulant_of, weight_kg=weight)
     antiplatelets = current_uses(
@@ -161,9 +174,30 @@ def build_facts(
             notes.append(f"{use.source.reference}: {use.agent} recognised from the drug name, not from a code")
 
     # --- encounters, procedures, orders --------------------------------------------------------------------------
-    encounters = select("Encounter", is_inpatient_encounter)
+    # No procedure or encounter rule looks further back than the provoking window before an acute episode.
+    oldest = today - timedelta(
+        days=max(
+            PROVOKING_WINDOW_DAYS.int_value + config.acute_window_days,
+            config.recent_surgery_days,
+            config.recent_hospitalization_days,
+        )
+    )
+    encounters = select(
+        "Encounter",
+        lambda e: (
+            is_inpatient_encounter(e)
+            and (period_end(e.get("period")) or period_start(e.get("period")) or oldest) >= oldest
+        ),
+    )
     provoking_start = index - timedelta(days=PROVOKING_WINDOW_DAYS.int_value)
-    procedures = select("Procedure", lambda p: p.get("status") == "completed")
+    procedures = select(
+        "Procedure",
+        lambda p: (
+            p.get("status") == "completed"
+            and (procedure_date(p) or oldest) >= oldest
+            and (is_surgical(p) is not None or tx.match_any(p.get("code"), PROCEDURE_READS) is not None)
+        ),
+    )
     service_requests = select("ServiceRequest", lambda s: is_venous_duplex(s.get("code")))
 
     pregnant, postpartum = pregnancy(conditions, observations, procedures, today=today)

@@ -12,7 +12,7 @@ fondaparinux; caution with rivaroxaban and apixaban).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cds_service.clinical import evidence
 from cds_service.clinical.evidence import Citation
@@ -87,7 +87,16 @@ def rivaroxaban_alternative() -> Regimen:
     )
 
 
-def choose_regimen(facts: ClinicalFacts) -> Regimen:
+def choose_regimen(facts: ClinicalFacts, *, isolated_distal: bool = True) -> Regimen:
+    """The regimen for this patient. The 3-month course is for isolated distal DVT; a proximal DVT or an extension
+    into the proximal veins is treated for at least 3 months (then reassessed), so the order says so."""
+    regimen = _choose(facts)
+    if isolated_distal or regimen.population in ("pregnancy", "cancer"):
+        return regimen
+    return replace(regimen, duration_text="at least 3 months, then reassess (proximal DVT)")
+
+
+def _choose(facts: ClinicalFacts) -> Regimen:
     crcl = facts.labs.crcl_ml_min
     if facts.pregnant.present or facts.postpartum.present:
         return Regimen(

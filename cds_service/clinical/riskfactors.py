@@ -27,6 +27,7 @@ from cds_service.clinical.fhirdata import (
 from cds_service.clinical.model import Finding, ProvokingFactor, SourceRef
 from cds_service.clinical.thresholds import (
     COVID_WINDOW_DAYS,
+    DIALYSIS_WINDOW_DAYS,
     PAIN_WINDOW_DAYS,
     POSTPARTUM_WEEKS,
     SEVERE_PAIN_SCORE,
@@ -285,7 +286,7 @@ def pregnancy(
 
 
 def dialysis(procedures: list[dict[str, Any]], *, today: date) -> list[SourceRef]:
-    window = timedelta(days=30)
+    window = timedelta(days=DIALYSIS_WINDOW_DAYS.int_value)
     found = []
     for procedure in procedures:
         when = procedure_date(procedure)

@@ -105,6 +105,31 @@ class _Part:
         return None
 
 
+_CACHE_LIMIT = 50_000
+ConceptKey = tuple[tuple[str, str, str], ...]
+
+
+def concept_key(concept: dict[str, Any]) -> ConceptKey | None:
+    """A hashable summary of a CodeableConcept: its (system, code, display) codings and its text."""
+    codings = concept.get("coding")
+    parts: list[tuple[str, str, str]] = []
+    if isinstance(codings, list):
+        for coding in codings:
+            if not isinstance(coding, dict):
+                continue
+            system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+            parts.append(
+                (
+                    system if isinstance(system, str) else "",
+                    code if isinstance(code, str) else "",
+                    display if isinstance(display, str) else "",
+                )
+            )
+    text = concept.get("text")
+    parts.append(("#text", "", text if isinstance(text, str) else ""))
+    return tuple(parts)
+
+
 @dataclass
 class ValueSet:
     id: str
@@ -112,8 +137,9 @@ class ValueSet:
     source: str
     include: dict[str, _Part]
     exclude: dict[str, _Part]
-    keywords: tuple[re.Pattern[str], ...]
-    exclude_keywords: tuple[re.Pattern[str], ...]
+    keywords: re.Pattern[str] | None
+    exclude_keywords: re.Pattern[str] | None
+    _cache: dict[ConceptKey, Match | None] = field(default_factory=dict, repr=False)
 
     @property
     def systems(self) -> frozenset[str]:
@@ -135,26 +161,40 @@ class ValueSet:
         return Match(self.id, "code", system, code, display or "", _designations(concept))
 
     def text_match(self, text: str) -> bool:
-        lowered = text.lower()
-        if not any(p.search(lowered) for p in self.keywords):
+        if self.keywords is None:
             return False
-        return not any(p.search(lowered) for p in self.exclude_keywords)
+        lowered = text.lower()
+        if not self.keywords.search(lowered):
+            return False
+        return self.exclude_keywords is None or not self.exclude_keywords.search(lowered)
 
     def match(self, concept: Any) -> Match | None:
-        """Match a raw CodeableConcept (dict); text is consulted only when no coding matched."""
+        """Match a raw CodeableConcept (dict); text is consulted only when no coding matched.
+
+        Results are cached by the concept's codings and text (value sets never change), so the same code seen
+        again — in this record or the next — costs one dictionary lookup."""
         if not isinstance(concept, dict):
             return None
-        codings = concept.get("coding")
-        codings = [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
-        for coding in codings:
-            found = self.coding_match(coding)
-            if found is not None:
-                return found
-        if not self.keywords:
+        key = concept_key(concept)
+        if key in self._cache:
+            return self._cache[key]
+        found = self._match(key)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _match(self, key: ConceptKey) -> Match | None:
+        codings = key[:-1]
+        for system, code, display in codings:
+            if code:
+                found = self.coding_match({"system": system, "code": code, "display": display or None})
+                if found is not None:
+                    return found
+        if self.keywords is None:
             return None
-        texts = [concept.get("text")] + [c.get("display") for c in codings]
-        for text in texts:
-            if isinstance(text, str) and text.strip() and self.text_match(text):
+        for text in (key[-1][2], *(display for _, _, display in codings)):
+            if text.strip() and self.text_match(text):
                 return Match(self.id, "text", "", "", text.strip()[:120])
         return None
 
@@ -175,17 +215,21 @@ def _designations(concept: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def _keyword(word: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![a-z0-9])" + re.escape(word.lower()))
+def _keywords(words: list[str]) -> re.Pattern[str] | None:
+    """One alternation for all of a value set's words: a word must start at a word boundary."""
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(w.lower()) for w in sorted(set(words), key=len, reverse=True))
+    return re.compile(r"(?<![a-z0-9])(?:" + alternatives + ")")
 
 
-def _parts(items: Iterable[dict[str, Any]]) -> tuple[dict[str, _Part], list[re.Pattern[str]]]:
+def _parts(items: Iterable[dict[str, Any]]) -> tuple[dict[str, _Part], list[str]]:
     parts: dict[str, _Part] = {}
-    keywords: list[re.Pattern[str]] = []
+    keywords: list[str] = []
     for item in items:
         system = canonical_system(item.get("system"))
         if system == TEXT_KEYWORD:
-            keywords.extend(_keyword(c["code"]) for c in item.get("concept", []))
+            keywords.extend(c["code"] for c in item.get("concept", []))
             continue
         part = parts.setdefault(system, _Part())
         for concept in item.get("concept", []):
@@ -207,8 +251,8 @@ def parse_valueset(resource: dict[str, Any]) -> ValueSet:
         source=resource.get("description", ""),
         include=include,
         exclude=exclude,
-        keywords=tuple(keywords),
-        exclude_keywords=tuple(exclude_keywords),
+        keywords=_keywords(keywords),
+        exclude_keywords=_keywords(exclude_keywords),
     )
 
 

@@ -204,3 +204,11 @@ DURATION_TOLERANCE_DAYS = Threshold(
     evidence.PROJECT,
     "Orders are written in days, weeks or months; 12 to 13 weeks and 90 ± 7 days are all '3 months'.",
 )
+DIALYSIS_WINDOW_DAYS = Threshold(
+    "dialysis",
+    30,
+    "days",
+    "a dialysis procedure within 30 days",
+    evidence.PROJECT,
+    "Ongoing dialysis is read from recent dialysis procedures when no CKD 5 / ESRD code says so.",
+)

@@ -8,7 +8,6 @@ and to show: no URL (it holds the patient id), no token, no server-supplied text
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -228,8 +228,8 @@ class FhirClient:
                     raise _Failure(f"FHIR server error (HTTP {status})")
                 raw = self._read_capped(response, deadline)
             try:
-                body = json.loads(raw)
-            except (ValueError, RecursionError) as exc:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
                 raise _Failure("FHIR server sent a body that is not JSON") from exc
             if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
                 raise _Failure("FHIR server sent JSON that is not a FHIR resource")

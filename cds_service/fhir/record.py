@@ -51,6 +51,9 @@ class PatientRecord:
     _typed: dict[int, Any] = field(default_factory=dict, repr=False)
     _foreign: int = field(default=0, repr=False)
 
+    def __post_init__(self) -> None:
+        self._own_reference = f"Patient/{self.patient_id}"
+
     # --- building ------------------------------------------------------------------------------------------------
     def add(self, resources: Iterable[dict[str, Any]]) -> None:
         for resource in resources:
@@ -82,7 +85,10 @@ class PatientRecord:
         for name in _SUBJECT_FIELDS:
             ref = resource.get(name)
             if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-                match = _PATIENT_REF.search(ref["reference"])
+                reference = ref["reference"]
+                if reference == self._own_reference:
+                    return True  # the common case, without a regex
+                match = _PATIENT_REF.search(reference)
                 # urn:uuid and contained references cannot be checked here; keep them.
                 return match is None or match.group(1) == self.patient_id
         return True

@@ -113,3 +113,10 @@ def test_newest_result_wins() -> None:
 def test_non_final_results_are_ignored() -> None:
     assert newest_ddimer([ddimer(900, status="preliminary")], diagnosis=TODAY, today=TODAY) is None
     assert newest_ddimer([ddimer(900, status="cancelled")], diagnosis=TODAY, today=TODAY) is None
+
+
+def test_ucum_code_with_the_assay_type_only_in_the_display_unit() -> None:
+    # {"code": "mg/L", "unit": "mg/L FEU"}: the unit from the code, FEU from the display.
+    assert positive(ddimer(0.49, "mg/L FEU", ucum="mg/L")) is False
+    assert positive(ddimer(0.5, "mg/L FEU", ucum="mg/L")) is True
+    assert positive(ddimer(0.3, "ug/mL DDU", ucum="ug/mL", code="48065-7")) is True  # 300 DDU ≥ 250

@@ -49,3 +49,11 @@ def test_crcl_below_30_is_enoxaparin_once_daily() -> None:
     assert (r.agent, r.phases[0].per_day) == ("enoxaparin", 1)
     low = observation("2160-0", value=1.7, unit="mg/dL", ucum="mg/dL")  # CrCl 33.3
     assert regimen(weight, low, patient_resource=patient(birth=age_birth(60), gender="female")).agent == "apixaban"
+
+
+def test_proximal_dvt_is_at_least_3_months() -> None:
+    from tests.builders import assess_of
+
+    result = assess_of([condition("I82.431", onset=2)])
+    assert result.regimen.duration_text.startswith("at least 3 months")
+    assert "isolated distal" not in result.regimen.duration_text

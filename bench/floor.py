@@ -5,6 +5,7 @@ Whatever the service costs beyond this is its own work (validation, prefetch res
 
 from __future__ import annotations
 
+import orjson
 from flask import Flask, Response, jsonify, request
 
 app = Flask("floor")
@@ -25,7 +26,7 @@ CARD = {
 
 @app.post("/cds-services/<service_id>")
 def invoke(service_id: str) -> Response:
-    body = request.get_json(force=True)
+    body = orjson.loads(request.get_data())  # the same parser as the service: a fair floor
     if not isinstance(body, dict):
         return jsonify({"resourceType": "OperationOutcome"}), 400  # type: ignore[return-value]
     return jsonify(CARD)

@@ -66,7 +66,7 @@ def create_app(
     app = Flask("cds_service")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = OrjsonProvider(app)
-    app.extensions["dvt_cds"] = {"settings": settings, "store": store, "fhir_client": client}
+    app.extensions["dvt_cds"] = {"settings": settings, "store": store, "fhir_client": client, "audit": pipeline.audit}
     CORS(
         app,
         resources={r"/cds-services.*": {}},

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cds_service import metrics
+from cds_service.audit import AuditWriter, Decision
 from cds_service.clinical.config import RuleConfig
 from cds_service.errors import BadRequest, CdsError
 from cds_service.fhir.client import FhirClient
@@ -48,7 +49,7 @@ class CallPipeline:
         server_allowed: Callable[[str], tuple[bool, str]],
     ):
         self._settings = settings
-        self._store = store
+        self.audit = AuditWriter(store)
         self._clock = clock
         self._resolver = PrefetchResolver(client, server_allowed, max_entries=settings.max_bundle_entries)
         self._config = RuleConfig(
@@ -126,18 +127,8 @@ class CallPipeline:
         gaps: list[str],
         duration: float,
     ) -> None:
-        try:
-            self._store.record_decision(
-                hook_instance=hook_instance[:256],
-                service_id=service_id,
-                status=status,
-                decision=decision,
-                cards=issued,
-                data_gaps=gaps,
-                duration_ms=duration,
-            )
-        except Exception:  # the audit must never cost the clinician the cards
-            log.exception("audit write failed")
+        decision_row = Decision(hook_instance[:256], service_id, status, decision, tuple(issued), tuple(gaps), duration)
+        self.audit.submit(decision_row)  # written in the background: the call never waits for the database
 
     @staticmethod
     def _parse(service: HookService, body: Any) -> HookRequest:

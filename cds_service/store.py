@@ -184,6 +184,37 @@ class Store:
                     },
                 )
 
+    def record_decisions(self, decisions: Iterable[Any]) -> None:
+        """Many audit rows in one transaction (the background audit writer's batches)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            for d in decisions:
+                conn.execute(
+                    decision_audit.insert().values(
+                        hook_instance=d.hook_instance,
+                        service_id=d.service_id,
+                        created_at=now,
+                        status=d.status,
+                        decision=d.decision,
+                        topics=[c.topic for c in d.cards],
+                        data_gaps=list(d.data_gaps),
+                        duration_ms=d.duration_ms,
+                    )
+                )
+                for card in d.cards:
+                    self._insert_ignoring_duplicate(
+                        conn,
+                        issued_card,
+                        {
+                            "card_uuid": card.card_uuid,
+                            "service_id": d.service_id,
+                            "hook_instance": d.hook_instance,
+                            "topic": card.topic,
+                            "indicator": card.indicator,
+                            "issued_at": now,
+                        },
+                    )
+
     def decisions(self, hook_instance: str | None = None) -> list[dict[str, Any]]:
         query = select(decision_audit).order_by(decision_audit.c.id)
         if hook_instance is not None:

@@ -44,6 +44,7 @@ def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., F
 
     yield make
     for app in apps:
+        app.extensions["dvt_cds"]["audit"].close()
         app.extensions["dvt_cds"]["fhir_client"].close()
         app.extensions["dvt_cds"]["store"].close()
 

@@ -126,3 +126,30 @@ def test_jti_replay_cache(store: Store) -> None:
     assert store.remember_jti("iss", "old", past)
     assert store.remember_jti("iss", "j2", soon)  # expired entries are purged along the way
     assert store.remember_jti("iss", "old", soon)  # an expired jti is forgotten
+
+
+def test_background_audit_writer_batches_and_flushes(store: Store) -> None:
+    from cds_service.audit import AuditWriter, Decision
+
+    writer = AuditWriter(store, max_batch=7)
+    for i in range(50):
+        writer.submit(
+            Decision(f"h{i}", "svc", 200, "d", (IssuedCard(f"card-{i}", "proximal-dvt", "critical"),), (), 1.0)
+        )
+    writer.flush()
+    assert len(store.decisions()) == 50
+    assert store.feedback_by_topic() == [{"topic": "proximal-dvt", "issued": 50, "accepted": 0, "overridden": 0}]
+    writer.close()
+
+
+def test_audit_failures_never_reach_the_caller(tmp_path: Path) -> None:
+    from cds_service.audit import AuditWriter, Decision
+
+    broken = Store(f"sqlite:///{tmp_path / 'gone.sqlite3'}")
+    broken.engine.dispose()
+    (tmp_path / "gone.sqlite3").unlink()
+    (tmp_path / "gone.sqlite3").mkdir()  # the database file is now a directory: every write fails
+    writer = AuditWriter(broken)
+    writer.submit(Decision("h", "svc", 200, None, (), (), 1.0))  # does not raise
+    writer.flush()
+    writer.close()

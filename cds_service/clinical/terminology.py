@@ -175,7 +175,9 @@ class ValueSet:
         again — in this record or the next — costs one dictionary lookup."""
         if not isinstance(concept, dict):
             return None
-        key = concept_key(concept)
+        return self.match_key(concept_key(concept))
+
+    def match_key(self, key: ConceptKey) -> Match | None:
         if key in self._cache:
             return self._cache[key]
         found = self._match(key)
@@ -268,12 +270,27 @@ def valueset(valueset_id: str) -> ValueSet:
     return parse_valueset(json.loads(path.read_text(encoding="utf-8")))
 
 
+_ANY_CACHE: dict[tuple[tuple[str, ...], ConceptKey], Match | None] = {}
+
+
 def match_any(concept: Any, valueset_ids: Iterable[str]) -> Match | None:
-    for vs_id in valueset_ids:
-        found = valueset(vs_id).match(concept)
+    """The first of several value sets the concept falls in (cached: one lookup for a code seen before)."""
+    if not isinstance(concept, dict):
+        return None
+    ids = valueset_ids if isinstance(valueset_ids, tuple) else tuple(valueset_ids)
+    key = concept_key(concept)
+    cache_key = (ids, key)
+    if cache_key in _ANY_CACHE:
+        return _ANY_CACHE[cache_key]
+    found = None
+    for vs_id in ids:
+        found = valueset(vs_id).match_key(key)
         if found is not None:
-            return found
-    return None
+            break
+    if len(_ANY_CACHE) >= _CACHE_LIMIT:
+        _ANY_CACHE.clear()
+    _ANY_CACHE[cache_key] = found
+    return found
 
 
 def codes_of(valueset_id: str, system: str) -> list[str]:

@@ -87,6 +87,7 @@ def test_the_token_is_never_logged_stored_or_echoed(
     assert response.status_code == 412
     assert TOKEN not in response.get_data(as_text=True)
     assert all(TOKEN not in record.getMessage() and TOKEN not in str(record.__dict__) for record in caplog.records)
+    app.extensions["dvt_cds"]["audit"].flush()
     store = app.extensions["dvt_cds"]["store"]
     with store.engine.connect() as conn:
         for table in ("decision_audit", "feedback", "issued_card", "seen_jti"):

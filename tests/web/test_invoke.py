@@ -125,6 +125,7 @@ def test_decision_is_audited_without_phi(client: FlaskClient, store) -> None:
     body = hook_request("patient-view", [condition("I82.462", onset=2)], patient_resource=patient(birth="1950-01-01"))
     response = post(client, PV, body)
     card = response.get_json()["cards"][0]
+    client.application.extensions["dvt_cds"]["audit"].flush()  # the audit is written in the background
     [row] = store.decisions(body["hookInstance"])
     assert row["status"] == 200
     assert row["topics"] == [card["source"]["topic"]["code"]]

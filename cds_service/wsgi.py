@@ -8,6 +8,7 @@ thread pool and database engine.
 
 from __future__ import annotations
 
+import gc
 import os
 
 from cds_service.settings import Settings
@@ -22,3 +23,9 @@ from cds_service.logs import configure_logging  # noqa: E402
 
 configure_logging(settings.log_level)
 application = create_app(settings)
+
+# A request allocates millions of small, acyclic JSON containers that reference counting frees; at the default
+# thresholds the cyclic collector runs over them again and again mid-request (measured on the 2,800-resource
+# record: 133 ms worst case → 72 ms with these settings, bench/results). Freeze what warm-up built, collect rarely.
+gc.freeze()
+gc.set_threshold(100_000, 50, 100)

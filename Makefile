@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz clean
+.PHONY: run test lint fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: $(VENV)/.stamp-test tests/medplum/node_modules/.stamp
 # Far more generated and mutated requests than the suite's own fuzz test (a few minutes).
 fuzz: $(VENV)/.stamp-test
 	FUZZ_EXAMPLES_PER_SERVICE=13000 $(BIN)/python -m pytest tests/security/test_fuzz.py -p no:logging -q
+
+# The service under gunicorn against its floor, driven from a separate process (several minutes); results are
+# saved under bench/results/ and compared with the previous run.
+bench: $(VENV)/.stamp-test
+	$(BIN)/python -m bench.run
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .

@@ -170,6 +170,11 @@ def read_conditions(conditions: list[dict[str, Any]], *, today: date, config: Ru
         classified = classify_dvt_code(code)
         if classified is None:
             continue
+        if tx.valueset("condition-pulmonary-embolism").match(code) is not None:
+            # Codings of one concept that disagree (seen in the CMS190 test deck: I26.09 beside a popliteal-DVT
+            # SNOMED code): read as the pulmonary embolism, never as a DVT nobody diagnosed, and say so.
+            found.notes.append(f"{ref} codes both pulmonary embolism and DVT; read as pulmonary embolism")
+            continue
         match, vein_class = classified
         clinical = status_code(condition, "clinicalStatus")
         active = (clinical in _ACTIVE or clinical is None) and condition_abatement(condition) is None

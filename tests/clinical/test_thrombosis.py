@@ -254,3 +254,11 @@ def test_condition_and_ultrasound_of_the_same_thrombus_count_one_vein() -> None:
 
     veins = distinct_veins(v for t in facts.thromboses for v in t.veins)
     assert [v.name for v in veins] == ["gastrocnemius vein"]
+
+
+def test_contradictory_codings_are_read_as_pulmonary_embolism() -> None:
+    cond = condition("I26.09")
+    cond["code"]["coding"].append({"system": SCT, "code": "132251000119101"})
+    found = one([cond])
+    assert found.acute == []
+    assert any("both pulmonary embolism and DVT" in n for n in found.notes)

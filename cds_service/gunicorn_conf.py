@@ -21,6 +21,13 @@ loglevel = _settings.log_level.lower()
 proc_name = "dvt-cds"
 
 
+def on_starting(server: Any) -> None:
+    """Create the store's schema once, in the master, before any worker starts."""
+    from cds_service.store import Store
+
+    Store(_settings.database_url).close()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     if _settings.metrics_dir:
         from prometheus_client import multiprocess

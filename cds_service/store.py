@@ -9,6 +9,7 @@ free text (feedback ``userComment`` is reduced to "a comment was given"), no tok
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cds_service.protocol import FeedbackItem
 
@@ -109,7 +110,19 @@ class FeedbackResult:
 class Store:
     def __init__(self, database_url: str):
         self.engine = _engine(database_url)
-        metadata.create_all(self.engine)
+        self._create_schema()
+
+    def _create_schema(self, attempts: int = 5) -> None:
+        """Create missing tables. Several processes may start at once (gunicorn workers, instances on one
+        PostgreSQL): create_all checks then creates, so a concurrent creator can win the race — then look again."""
+        for attempt in range(attempts):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except DBAPIError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def close(self) -> None:
         self.engine.dispose()

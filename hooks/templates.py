@@ -7,47 +7,34 @@ built from the same value sets the rules read, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from cds_service.clinical.terminology import CPT, LOINC, codes_of
+from cds_service.clinical.ddimer import DDIMER_SETS
+from cds_service.clinical.facts import LAB_SETS, ULTRASOUND_SETS
+from cds_service.clinical.terminology import codes_of, valueset
 from cds_service.fhir.prefetch import PrefetchKey
 
 
-def _codes(system: str, *valuesets: str) -> str:
-    codes = dict.fromkeys(code for vs in valuesets for code in codes_of(vs, system))
-    return ",".join(f"{system}|{code}" for code in codes)
+def _codes(*valuesets: str) -> str:
+    """system|code tokens of every enumerated code of the value sets (keyword rules cannot be searched)."""
+    tokens = dict.fromkeys(
+        f"{system}|{code}" for vs in valuesets for system in valueset(vs).include for code in codes_of(vs, system)
+    )
+    return ",".join(tokens)
 
 
-_DUPLEX = (
-    _codes(LOINC, "venous-duplex-lower-extremity", "venous-ultrasound-limited")
-    + ","
-    + _codes(CPT, "venous-duplex-lower-extremity")
-)
+_DUPLEX = _codes(*ULTRASOUND_SETS)
 
 PATIENT = PrefetchKey("patient", "Patient/{{context.patientId}}", required=True)
 CONDITIONS = PrefetchKey("conditions", "Condition?patient={{context.patientId}}", required=True)
 DDIMER = PrefetchKey(
     "ddimer",
-    "Observation?patient={{context.patientId}}&code="
-    + _codes(LOINC, "observation-ddimer-feu", "observation-ddimer-ddu", "observation-ddimer-other")
-    + "&_sort=-date&_count=50",
+    "Observation?patient={{context.patientId}}&code=" + _codes(*DDIMER_SETS) + "&_sort=-date&_count=50",
 )
 ULTRASOUND = PrefetchKey("ultrasound", "Observation?patient={{context.patientId}}&code=" + _DUPLEX + "&_sort=-date")
 ULTRASOUND_REPORTS = PrefetchKey(
     "ultrasoundReports", "DiagnosticReport?patient={{context.patientId}}&code=" + _DUPLEX + "&_sort=-date"
 )
 LABS = PrefetchKey(
-    "labs",
-    "Observation?patient={{context.patientId}}&code="
-    + _codes(
-        LOINC,
-        "observation-body-weight",
-        "observation-creatinine",
-        "observation-egfr",
-        "observation-platelets",
-        "observation-hemoglobin",
-        "observation-pregnancy-status",
-        "observation-pain-score",
-    )
-    + ",urn:distal-dvt-cds:preference|avoid-anticoagulation&_sort=-date&_count=200",
+    "labs", "Observation?patient={{context.patientId}}&code=" + _codes(*LAB_SETS) + "&_sort=-date&_count=200"
 )
 MEDICATIONS = PrefetchKey("medications", "MedicationRequest?patient={{context.patientId}}&status=active,on-hold")
 ENCOUNTERS = PrefetchKey("encounters", "Encounter?patient={{context.patientId}}&_sort=-date&_count=100")

@@ -64,26 +64,25 @@ def store(app: Flask) -> Store:
     return app.extensions["dvt_cds"]["store"]
 
 
-@pytest.fixture
-def fhir_server() -> Iterator[HTTPServer]:
-    """A threaded fake FHIR server on loopback (fault injection: delays, errors, garbage)."""
+def _threaded_server() -> Iterator[HTTPServer]:
     server = HTTPServer(host="127.0.0.1", threaded=True)
     server.start()
     yield server
     server.clear()
     if server.is_running():
         server.stop()
+
+
+@pytest.fixture
+def fhir_server() -> Iterator[HTTPServer]:
+    """A threaded fake FHIR server on loopback (fault injection: delays, errors, garbage)."""
+    yield from _threaded_server()
 
 
 @pytest.fixture
 def other_server() -> Iterator[HTTPServer]:
     """A second host: anything it receives would be a token sent to the wrong place."""
-    server = HTTPServer(host="127.0.0.1", threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
+    yield from _threaded_server()
 
 
 @pytest.fixture(scope="session")

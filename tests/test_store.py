@@ -153,3 +153,17 @@ def test_audit_failures_never_reach_the_caller(tmp_path: Path) -> None:
     writer.submit(Decision("h", "svc", 200, None, (), (), 1.0))  # does not raise
     writer.flush()
     writer.close()
+
+
+def test_schema_creation_survives_concurrent_starts(tmp_path: Path) -> None:
+    """Workers starting together on one database: whoever loses the create race looks again instead of crashing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+
+    def start(_: int) -> bool:
+        Store(url).close()
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(start, range(16)))

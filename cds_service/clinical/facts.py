@@ -76,10 +76,9 @@ CONDITION_READS = (
     "condition-falls",
     "condition-heparin-induced-thrombocytopenia",
 )
-OBSERVATION_READS = (
-    *DDIMER_SETS,
-    "venous-duplex-lower-extremity",
-    "venous-ultrasound-limited",
+# Observations the rules read, in the groups the prefetch templates ask for them (hooks/templates.py).
+ULTRASOUND_SETS = ("venous-duplex-lower-extremity", "venous-ultrasound-limited")
+LAB_SETS = (
     "observation-body-weight",
     "observation-creatinine",
     "observation-egfr",
@@ -89,6 +88,7 @@ OBSERVATION_READS = (
     "observation-pain-score",
     "preference-avoid-anticoagulation",
 )
+OBSERVATION_READS = (*DDIMER_SETS, *ULTRASOUND_SETS, *LAB_SETS)
 MEDICATION_READS = (
     *(f"anticoagulant-{agent}" for agent in AGENT_CLASS),
     "medication-antiplatelet",

@@ -26,6 +26,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_healthy(base: str, log_path: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.1)
+    pytest.fail("service did not start: " + log_path.read_text())
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     port = free_port()
@@ -45,14 +56,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
         process = subprocess.Popen([executable, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(100):
-                try:
-                    if requests.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    time.sleep(0.1)
-            else:
-                pytest.fail("service did not start: " + log_path.read_text())
+            wait_until_healthy(base, log_path)
             yield base, log_path
         finally:
             process.terminate()

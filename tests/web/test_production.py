@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from tests.builders import condition, hook_request
-from tests.web.test_e2e import free_port
+from tests.web.test_e2e import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +41,7 @@ def test_gunicorn_workers_metrics_and_graceful_shutdown(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
-            try:
-                if requests.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            pytest.fail((tmp_path / "gunicorn.log").read_text())
+        wait_until_healthy(base, tmp_path / "gunicorn.log", seconds=30)
 
         def call(_: int) -> int:  # a new connection each time, from several threads: the workers share the load
             body = hook_request("patient-view", [condition("I82.452", onset=2)])

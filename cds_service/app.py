@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import itertools
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -216,7 +217,7 @@ def _json_body(settings: Settings) -> Any:
     if request.mimetype not in _JSON_TYPES:
         raise UnsupportedMediaType("Content-Type must be application/json")
     raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-    if json_depth(raw) > settings.max_json_depth:
+    if json_depth(raw, stop_after=settings.max_json_depth) > settings.max_json_depth:
         raise BadRequest(f"JSON nested deeper than {settings.max_json_depth} levels")
     try:
         return orjson.loads(raw)
@@ -225,18 +226,34 @@ def _json_body(settings: Settings) -> Any:
 
 
 _KEEP_QUOTES_AND_BRACKETS = bytes(range(256)).translate(None, b'"[]{}')
-_BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_ONE_BRACKET_KIND = bytes.maketrans(b"{}", b"[]")
+_BRACKET_STEP = bytes.maketrans(b"[]", b"\x01\xff")
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
 
 
-def json_depth(raw: bytes) -> int:
-    """Nesting depth of JSON text, measured on the bytes before parsing, at C speed: drop escaped quotes and
-    backslashes, keep only quotes and brackets, keep what lies outside strings, and take the maximum running sum
-    of +1 per opening and -1 per closing bracket. A 2 MB record costs milliseconds."""
-    reduced = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _KEEP_QUOTES_AND_BRACKETS)
-    brackets = b"".join(reduced.split(b'"')[0::2]).translate(_BRACKET_STEP)
-    if not brackets:
-        return 0
-    return max(itertools.accumulate(array.array("b", brackets)))
+def json_depth(raw: bytes, stop_after: int = 1024) -> int:
+    """Nesting depth of JSON text, measured on the bytes before parsing, at C speed (a 2 MB record in ~5 ms).
+
+    Escape pairs go first (an escaped quote or bracket is never structure), then everything but quotes and
+    brackets, then what lies inside strings; the depth is the number of passes that peel innermost ``[]`` pairs
+    until nothing is left. Past ``stop_after`` passes it answers ``stop_after + 1`` rather than keep peeling a
+    hostile body; unbalanced text (invalid JSON, which the parser rejects next) gets the maximum running sum."""
+    if b"\\" in raw:
+        raw = _ESCAPE.sub(b"", raw)
+    reduced = raw.translate(None, _KEEP_QUOTES_AND_BRACKETS).replace(b'""', b"")
+    if b'"' in reduced:
+        reduced = b"".join(reduced.split(b'"')[0::2])
+    brackets = reduced.translate(_ONE_BRACKET_KIND)
+    passes = 0
+    while brackets:
+        if passes > stop_after:
+            return stop_after + 1
+        peeled = brackets.replace(b"[]", b"")
+        if len(peeled) == len(brackets):
+            return passes + max(itertools.accumulate(array.array("b", brackets.translate(_BRACKET_STEP))))
+        brackets = peeled
+        passes += 1
+    return passes
 
 
 def _route_label(path: str) -> str:

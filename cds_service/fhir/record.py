@@ -117,7 +117,7 @@ class PatientRecord:
         model = None
         kind = resource.get("resourceType", "?")
         try:
-            model = model_class(kind).model_validate(resource)
+            model = model_class(kind).model_validate(_read_part(kind, resource))
         except (ValidationError, ValueError, TypeError) as exc:
             count = len(exc.errors()) if isinstance(exc, ValidationError) else 1
             self.notes.append(f"a {kind} resource failed FHIR R4 validation ({count} error(s)) and was skipped")
@@ -127,6 +127,37 @@ class PatientRecord:
 
     def typed_all(self, resources: Iterable[dict[str, Any]]) -> list[Any]:
         return [m for m in (self.typed(r) for r in resources) if m is not None]
+
+
+# Elements no rule reads (docs/clinical/READING.md lists what is read). They are left out of validation: a Synthea
+# Patient's race/ethnicity extensions, identifiers, names and addresses cost ~3 ms of pydantic work per call and
+# decide nothing, and a malformed address should not blind the service to the birth date. Everything a rule reads
+# is still validated, so no card is built from unvalidated content.
+_UNREAD = frozenset({"text", "meta", "identifier", "extension", "implicitRules", "language"})
+_UNREAD_BY_TYPE = {
+    "Patient": _UNREAD
+    | {
+        "name",
+        "telecom",
+        "address",
+        "maritalStatus",
+        "multipleBirthBoolean",
+        "multipleBirthInteger",
+        "photo",
+        "contact",
+        "communication",
+        "generalPractitioner",
+        "managingOrganization",
+        "link",
+    },
+}
+
+
+def _read_part(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
+    unread = _UNREAD_BY_TYPE.get(kind, _UNREAD)
+    if unread.isdisjoint(resource):
+        return resource
+    return {key: value for key, value in resource.items() if key not in unread}
 
 
 @cache

@@ -28,10 +28,18 @@ def walk(value: object) -> int:
         ('{"a": [1, {"b": "]]}"}]}', 3),
         ('["\\"[", [[]]]', 3),
         ("[" * 70 + "]" * 70, 70),
+        ('{"a": "\\\\", "b": [["\\\\\\"]"]]}', 3),
+        ("[" * 100, 100),
     ],
 )
 def test_examples(text: str, depth: int) -> None:
     assert json_depth(text.encode()) == depth
+
+
+def test_a_hostile_depth_stops_being_measured_past_the_limit() -> None:
+    deep = ("[" * 200_000 + "]" * 200_000).encode()
+    assert json_depth(deep, stop_after=64) == 65
+    assert json_depth(("[" * 64 + "]" * 64).encode(), stop_after=64) == 64
 
 
 JSON = st.recursive(

@@ -26,6 +26,7 @@ from tests.builders import (
     ddimer,
     distal_dvt,
     duplex,
+    encounter,
     facts_of,
     muscular_dvt,
     observation,
@@ -151,6 +152,34 @@ def test_detail_names_factors_with_source_and_date() -> None:
     assert "Observation/" in card.detail
     assert (TODAY - timedelta(days=2)).isoformat() in card.detail
     assert "**Bleeding risk:**" in card.detail
+
+
+def test_detail_labels_each_factor_chest_or_seed_only() -> None:
+    stay = encounter("IMP", start=50, end=40)  # a recent hospitalization: a seed-only factor
+    card, _ = build([distal_dvt(), ddimer(900, days=2), stay])
+    rows = {line.split("|")[1].split(":")[0].strip(): line for line in card.detail.splitlines() if line[:2] == "| "}
+    assert "| CHEST |" in rows["positive D-dimer"]
+    assert "| seed only |" in rows["recent hospitalization"]
+
+
+def test_location_unknown_card_asks_for_the_vein_or_a_whole_leg_duplex() -> None:
+    card, _ = build(SITUATIONS["unknown"])
+    assert "document the vein" in card.summary
+    assert "whole-leg duplex" in card.summary
+    assert card.suggestions[0].label == "Order a whole-leg venous duplex ultrasound"
+
+
+def test_pregnancy_cards_cite_blood_2020() -> None:
+    card, _ = build(SITUATIONS["pregnant"])
+    assert "Blood 2020;136(19):2133" in card.detail
+
+
+@pytest.mark.parametrize("name", SITUATIONS)
+def test_every_figure_is_attributed_never_stated_as_a_recommendation(name: str) -> None:
+    card, _ = build(SITUATIONS[name])
+    figures = [line for line in card.detail.replace(". ", ".\n").splitlines() if "%" in line]
+    for line in figures:
+        assert "a study" in line or "CHEST estimate" in line, line
 
 
 def test_resource_text_cannot_inject_markup() -> None:

@@ -12,6 +12,7 @@ from cds_service.clinical.topics import Topic
 from tests.builders import (
     GASTROCNEMIUS,
     LEFT,
+    LOINC,
     PERONEAL,
     POPLITEAL,
     POSTERIOR_TIBIAL,
@@ -371,3 +372,72 @@ def test_citations_are_chest_2016_and_2021() -> None:
 def test_pain_concept_observations_do_not_break_anything() -> None:
     odd = observation("72514-3", value_concept=concept(SCT, "24484000"), days=1)
     assert assess_of(baseline(odd)).recommendation == Topic.SERIAL_IMAGING
+
+
+# --- rules checked at and beside their edges (KNOWLEDGE.md §1-§3) ------------------------------------------------
+def test_pregnancy_and_postpartum_provoke_so_the_dvt_is_not_unprovoked() -> None:
+    assert "unprovoked" in a_codes(assess_of([distal_dvt()]))
+    pregnant = assess_of([distal_dvt(), condition("Z33.1", display="Pregnant state, incidental", onset=100)])
+    assert "unprovoked" not in a_codes(pregnant)
+    assert pregnant.recommendation == Topic.SERIAL_IMAGING
+
+    def delivery(days_ago: int) -> dict:
+        return condition("O80", display="Full-term uncomplicated delivery", onset=days_ago, clinical="resolved")
+
+    assert "unprovoked" not in a_codes(assess_of([distal_dvt(), delivery(20)]))  # postpartum (≤ 6 weeks)
+    assert "unprovoked" in a_codes(assess_of([distal_dvt(), delivery(60)]))
+
+
+def test_unprovoked_factor_says_what_was_looked_for() -> None:
+    [factor] = [f for f in assess_of([distal_dvt()]).for_anticoagulation if f.code == "unprovoked"]
+    assert "found in the record in the 90 days before diagnosis" in factor.detail
+    assert factor.chest
+
+
+def test_active_bleeding_with_cancer_is_an_absolute_contraindication() -> None:
+    bleeding = condition("K92.0", display="Hematemesis", onset=3)
+    result = assess_of([distal_dvt(), condition("C18.9", onset=100), bleeding])
+    assert result.recommendation == Topic.SHARED_DECISION
+    assert result.recommended == Option.SERIAL_IMAGING
+    assert any("absolute contraindication" in c for c in result.caveats)
+
+
+@pytest.mark.parametrize(("value", "recommended"), [(49, Option.SERIAL_IMAGING), (50, Option.ANTICOAGULATION)])
+def test_cancer_contraindication_is_platelets_below_50(value: float, recommended: Option) -> None:
+    platelets = observation("777-3", value=value, unit="10*3/uL", ucum="10*3/uL")
+    result = assess_of([distal_dvt(), condition("C18.9", onset=100), platelets])
+    assert result.recommended == recommended
+    assert any("absolute contraindication" in c for c in result.caveats) is (value < 50)
+
+
+def test_an_anticoagulant_of_unknown_dose_counts_as_treatment_and_says_so() -> None:
+    unknown = medication_request("1364445", "apixaban 5 MG Oral Tablet", dose=None, per_day=None)
+    result = assess_of([distal_dvt(), unknown])
+    assert result.situation == Situation.DISTAL_ANTICOAGULATED
+    assert any("without a readable dose was counted as treatment" in c for c in result.caveats)
+
+
+def test_z86_711_history_of_pe_is_prior_vte() -> None:
+    history = condition("Z86.711", display="Personal history of pulmonary embolism", onset=None)
+    assert "prior-vte" in a_codes(assess_of(baseline(history)))
+
+
+def test_covid19_by_snomed_is_a_seed_only_factor() -> None:
+    covid = condition("840539006", system=SCT, display="Disease caused by SARS-CoV-2", onset=10)
+    seed = assess_of(baseline(covid))
+    assert "covid-19" in a_codes(seed)
+    assert "covid-19" not in a_codes(assess_of(baseline(covid), config=CHEST))
+
+
+@pytest.mark.parametrize(
+    ("code", "system"), [("30881-7", LOINC), ("93970", "http://www.ama-assn.org/go/cpt"), ("39420-5", LOINC)]
+)
+def test_every_duplex_code_counts_as_serial_imaging_planned(code: str, system: str) -> None:
+    result = assess_of(baseline(service_request(code, system=system, due_in=7)))
+    assert result.situation == Situation.DISTAL_SURVEILLANCE
+
+
+@pytest.mark.parametrize("klass", ["IMP", "ACUTE", "NONAC"])
+def test_an_open_stay_of_each_inpatient_class_is_inpatient(klass: str) -> None:
+    stay = encounter(klass, status="in-progress", start=3, end=None, resource_id="stay")
+    assert "inpatient" in a_codes(assess_of(baseline(stay)))

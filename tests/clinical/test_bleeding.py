@@ -175,3 +175,35 @@ def test_a_bleeding_disorder_is_not_active_bleeding() -> None:
     result = risk(condition("D68.01", display="Von Willebrand disease, type 1", onset=3))
     assert "previous-bleeding" in codes(result)
     assert "active-bleeding" not in codes(result)
+
+
+def male_crcl(weight: float) -> list[dict]:
+    # Cockcroft-Gault, man, 60 y, creatinine 3.0 mg/dL: (140 - 60) × weight / (72 × 3.0) → 81 kg gives exactly 30.0
+    return [observation("29463-7", value=weight, unit="kg", ucum="kg"), observation("2160-0", value=3.0, unit="mg/dL")]
+
+
+@pytest.mark.parametrize(("weight", "renal"), [(80, True), (81, False), (82, False)])
+def test_renal_failure_at_and_beside_crcl_30(weight: float, renal: bool) -> None:
+    assert ("renal-failure" in codes(risk(*male_crcl(weight), age=60, gender="male"))) is renal
+
+
+@pytest.mark.parametrize(("code", "display"), [("N18.4", "Chronic kidney disease, stage 4"), ("N18.5", None)])
+def test_ckd_stage_4_and_5_are_renal_failure(code: str, display: str | None) -> None:
+    assert "renal-failure" in codes(risk(condition(code, display=display, onset=400)))
+
+
+def test_hepatic_failure_is_liver_failure() -> None:
+    assert "liver-failure" in codes(risk(condition("K72.90", display="Hepatic failure, unspecified", onset=30)))
+
+
+def test_prasugrel_is_antiplatelet_therapy() -> None:
+    result = risk(medication_request("613391", "prasugrel", dose=10, per_day=1))
+    assert "antiplatelet" in codes(result)
+
+
+def test_poor_anticoagulant_control_is_not_assessed_on_warfarin_and_never_counted() -> None:
+    # Control means time in the INR range, which applies to a vitamin K antagonist; the INR history is not read.
+    on_warfarin = risk(medication_request("855332", "warfarin sodium 5 MG Oral Tablet", dose=5, per_day=1))
+    assert any(n.startswith("poor anticoagulant control") for n in on_warfarin.not_assessed)
+    assert not any("anticoagulant control" in f.label for f in on_warfarin.factors)
+    assert not any(n.startswith("poor anticoagulant control") for n in risk().not_assessed)

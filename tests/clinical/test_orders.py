@@ -87,12 +87,33 @@ def renal_facts(creatinine: float):
         ("1599555", "edoxaban 60 MG Oral Tablet", True),
         ("1364445", "apixaban 5 MG Oral Tablet", True),  # caution
         ("1232086", "rivaroxaban 20 MG Oral Tablet", True),  # caution
+        ("861356", "0.8 ML fondaparinux sodium 12.5 MG/ML Prefilled Syringe", True),
     ],
 )
 def test_renal_cautions_below_crcl_30(code: str, display: str, flagged: bool) -> None:
     [found] = drafts(medication_request(code, display, dose=1, dose_unit="{tbl}", status="draft")).anticoagulants
     assert bool(orders.cautions(found, renal_facts(2.4))) is flagged
     assert orders.cautions(found, renal_facts(1.0)) == []
+
+
+def male_renal_facts(weight: float):
+    # man, 60 y, creatinine 3.0 mg/dL: CrCl (140 - 60) × weight / (72 × 3.0) = 30.0 mL/min at 81 kg
+    weight_obs = observation("29463-7", value=weight, unit="kg", ucum="kg")
+    creat = observation("2160-0", value=3.0, unit="mg/dL", ucum="mg/dL")
+    return facts_of([distal_dvt(), weight_obs, creat], patient_resource=patient(birth=age_birth(60), gender="male"))
+
+
+@pytest.mark.parametrize(("weight", "flagged"), [(80, True), (81, False), (82, False)])
+@pytest.mark.parametrize(
+    ("code", "display"),
+    [
+        ("1037045", "dabigatran etexilate 150 MG Oral Capsule"),
+        ("861356", "0.8 ML fondaparinux sodium 12.5 MG/ML Prefilled Syringe"),
+    ],
+)
+def test_renal_caution_at_and_beside_crcl_30(code: str, display: str, weight: float, flagged: bool) -> None:
+    [found] = drafts(medication_request(code, display, dose=1, dose_unit="{tbl}", status="draft")).anticoagulants
+    assert bool(orders.cautions(found, male_renal_facts(weight))) is flagged
 
 
 def test_platelets_below_50() -> None:

@@ -51,6 +51,16 @@ def test_patient_view_recommendation(client: FlaskClient, resources: list[dict],
     assert topics(call(client, "patient-view", resources)) == [(expected, "warning")]
 
 
+@pytest.mark.parametrize(
+    ("profile", "expected"), [("seed", "distal-dvt-shared-decision"), ("chest", "distal-dvt-serial-imaging")]
+)
+def test_rule_profile_setting_decides_the_seed_only_factors(make_app, profile: str, expected: str) -> None:
+    # Surgery 20 days ago: under seed a recent-surgery factor for anticoagulation and, as a bleeding factor, a
+    # moderate bleeding risk for serial imaging (both seed only); under CHEST it only makes the episode provoked.
+    client = make_app(rule_profile=profile).test_client()
+    assert topics(call(client, "patient-view", [distal_dvt(), provoked_by_surgery(days=20)])) == [(expected, "warning")]
+
+
 def test_patient_view_extension(client: FlaskClient) -> None:
     first = duplex([PERONEAL], side=LEFT, days=8)
     proximal = duplex([PERONEAL, POPLITEAL], side=LEFT, days=1)

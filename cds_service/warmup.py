@@ -3,6 +3,7 @@ for compiling value sets, building FHIR model validators and importing lazily lo
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from cds_service import cards
@@ -90,9 +91,7 @@ def warm_up() -> None:
     now = datetime.now(UTC)
     today = now.date().isoformat()
     record = PatientRecord(patient_id="warm-up")
-    record.add(
-        [{k: (v.replace("{today}", today) if isinstance(v, str) else v) for k, v in r.items()} for r in _RESOURCES]
-    )
+    record.add(json.loads(json.dumps(_RESOURCES).replace("{today}", today)))  # nested dates too
     facts = build_facts(record.finish(), today=now.date(), config=RuleConfig())
     assessment = assess(facts, today=now.date(), config=RuleConfig())
     context = cards.CardContext(patient_id="warm-up", encounter_id=None, now=now, facts=facts)

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 from urllib.parse import urlencode
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from cds_service.replay.search import UnsupportedQuery, search, searchset
@@ -28,10 +28,17 @@ def _outcome(status: int, text: str) -> Response:
     return Response(json.dumps(body), status=status, content_type=_FHIR_JSON)
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        """Access lines would break the replay's progress bar and table; ``requests`` counts the queries."""
+
+
 class ScenarioFhirServer:
     def __init__(self, resources: list[dict[str, Any]]):
         self.resources = resources
-        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="replay-fhir", daemon=True)
         self.requests = 0
 

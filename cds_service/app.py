@@ -232,7 +232,7 @@ _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 
 
 def json_depth(raw: bytes, stop_after: int = 1024) -> int:
-    """Nesting depth of JSON text, measured on the bytes before parsing, at C speed (a 2 MB record in ~5 ms).
+    """Nesting depth of JSON text, measured on the bytes before parsing, at C speed (a 2.2 MB record in ~9 ms).
 
     Escape pairs go first (an escaped quote or bracket is never structure), then everything but quotes and
     brackets, then what lies inside strings; the depth is the number of passes that peel innermost ``[]`` pairs

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 _MIN_REQUEST_TIMEOUT_S = 0.05
 _MAX_REDIRECTS = 3
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -227,13 +226,14 @@ class FhirClient:
             except HTTPError as exc:
                 raise _Failure(f"FHIR server unreachable ({type(exc).__name__})") from exc
             try:
-                status = response.status
-                if status in _REDIRECTS:
-                    location = urljoin(url, response.headers.get("Location", ""))
+                redirect = response.get_redirect_location()  # a 3xx with a Location header, as requests had it
+                if redirect:
+                    location = urljoin(url, redirect)
                     if not same_base(base_url, location):
                         raise _Failure("redirect to another origin not followed")
                     url = location
                     continue
+                status = response.status
                 if status in (404, 410):
                     raise _Failure(f"HTTP {status}", not_found=True)
                 if status in (401, 403):

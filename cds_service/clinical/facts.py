@@ -24,7 +24,16 @@ from cds_service.clinical.medications import (
     is_current,
     other_drug_of,
 )
-from cds_service.clinical.model import ClinicalFacts, Finding, Patient, SourceRef, Thrombosis
+from cds_service.clinical.model import (
+    ClinicalFacts,
+    Finding,
+    ImagingStudy,
+    Patient,
+    Side,
+    SourceRef,
+    Thrombosis,
+    Verification,
+)
 from cds_service.clinical.riskfactors import (
     condition_finding,
     covid19,
@@ -143,12 +152,24 @@ def build_facts(
     observation_sets = OBSERVATION_READS
     observations = select("Observation", lambda o: tx.match_any(o.get("code"), observation_sets) is not None)
     reports = select("DiagnosticReport", lambda r: is_venous_duplex(r.get("code")))
-    imaging, imaging_notes = read_imaging(observations, reports, today=today)
+    imaging, imaging_notes = read_imaging(
+        observations,
+        reports,
+        today=today,
+        attachments=record.attachments,
+        acute_window_days=config.acute_window_days,
+    )
     notes.extend(imaging_notes)
+    _residual_thrombus(imaging, notes)
 
     thromboses: list[Thrombosis] = list(dvt.acute)
+    suspected: list[Thrombosis] = list(dvt.suspected)
+    earlier_episodes: list[SourceRef] = list(dvt.prior)
     for study in imaging:
-        thromboses.extend(study.thromboses)
+        thromboses.extend(t for t in study.thromboses if t.acute)
+        earlier_episodes.extend(t.source for t in study.thromboses if not t.acute)
+        earlier_episodes.extend(study.chronic)
+        suspected.extend(_suspected(study, source) for source in study.uncertain)
     index = index_date(dvt.acute, imaging, today)
     labs = read_labs(observations, patient, today=today, notes=notes)
 
@@ -219,7 +240,7 @@ def build_facts(
     facts = ClinicalFacts(
         patient=patient,
         thromboses=thromboses,
-        suspected=dvt.suspected,
+        suspected=suspected,
         imaging=imaging,
         ddimer=newest_ddimer(observations, diagnosis=index, today=today),
         anticoagulants=anticoagulants,
@@ -229,7 +250,7 @@ def build_facts(
         provoking=provoking,
         active_cancer=condition_finding(conditions, "condition-active-cancer"),
         metastatic_cancer=condition_finding(conditions, "condition-metastatic-cancer"),
-        prior_vte=_prior_vte(conditions, dvt.prior, today=today, config=config),
+        prior_vte=_prior_vte(conditions, earlier_episodes, today=today, config=config),
         inpatient=inpatient(encounters, context_encounter_id),
         recent_hospitalization=recent_hospitalization(encounters, today=today, days=config.recent_hospitalization_days),
         recent_surgery=Finding(True, recent_surgery_list) if recent_surgery_list else Finding.absent(),
@@ -248,9 +269,40 @@ def build_facts(
     return facts
 
 
+def _residual_thrombus(imaging: list[ImagingStudy], notes: list[str]) -> None:
+    """A vein read from text with thrombus, acuity not stated, that an earlier (older) study already showed on
+    the same leg may be residual thrombus: not read as a new episode (KNOWLEDGE.md §2b "Chronicity")."""
+    older = [(v.name, t.side) for s in imaging for t in s.thromboses if not t.acute for v in t.veins]
+    for study in imaging:
+        for thrombosis in study.thromboses:
+            if not thrombosis.acute or not thrombosis.from_report_text or "acute" in thrombosis.evidence:
+                continue
+            if any((v.name, side) in older for v in thrombosis.veins for side in (thrombosis.side, Side.UNKNOWN)):
+                thrombosis.acute = False
+                notes.append(
+                    f"{study.source.reference}: thrombus in a vein an earlier study already showed, acuity not "
+                    "stated: read as possibly residual, not as a new episode"
+                )
+
+
+def _suspected(study: ImagingStudy, source: SourceRef) -> Thrombosis:
+    return Thrombosis(
+        veins=(),
+        side=study.legs_examined if study.legs_examined in (Side.RIGHT, Side.LEFT) else Side.UNKNOWN,
+        onset=study.when,
+        verification=Verification.SUSPECTED,
+        acute=True,
+        source=source,
+        from_imaging=True,
+        from_report_text=True,
+    )
+
+
 def index_date(acute: list[Thrombosis], imaging: list[Any], today: date) -> date:
     """The diagnosis date of the current episode: the earliest acute DVT onset or positive study."""
-    dates = [t.onset for t in acute if t.onset] + [s.when for s in imaging if s.thromboses and s.when]
+    dates = [t.onset for t in acute if t.onset] + [
+        s.when for s in imaging if s.when and any(t.acute for t in s.thromboses)
+    ]
     return min(dates) if dates else today
 
 

@@ -7,7 +7,7 @@ No FHIR models, no Flask: the facts carry only what the rules and the cards need
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 
@@ -57,11 +57,13 @@ class Verification(StrEnum):
 
 @dataclass(frozen=True)
 class SourceRef:
-    """Where a fact came from: ``Condition/123`` dated 2026-11-20, coded ICD-10-CM I82.461."""
+    """Where a fact came from: ``Condition/123`` dated 2026-11-20, coded ICD-10-CM I82.461; for a fact read
+    from report text, the sentence it came from (``quote``, at most 160 characters)."""
 
     reference: str
     when: date | None = None
     how: str = ""
+    quote: str | None = None
 
     def describe(self) -> str:
         parts = [self.reference]
@@ -69,7 +71,13 @@ class SourceRef:
             parts.append(self.when.isoformat())
         if self.how:
             parts.append(self.how)
+        if self.quote:
+            parts.append(f'report text: "{self.quote}"')
         return ", ".join(parts)
+
+    @property
+    def from_text(self) -> bool:
+        return self.quote is not None
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,14 @@ class Thrombosis:
     diameter_mm: float | None = None
     distance_to_popliteal_cm: float | None = None
     from_imaging: bool = False
+    from_report_text: bool = False  # read from a report's narrative (KNOWLEDGE.md §2b), not from codes
+    occlusive: bool | None = None
+    evidence: dict[str, str] = field(default_factory=dict)  # fact (veins, length, ...) -> the sentence it came from
+
+    def source_for(self, fact: str) -> SourceRef:
+        """The source of one fact of this thrombosis: for text, with the sentence that states it."""
+        quote = self.evidence.get(fact) or self.evidence.get("veins")
+        return replace(self.source, quote=quote) if quote else self.source
 
     @property
     def vein_class(self) -> VeinClass:
@@ -155,8 +171,19 @@ class ImagingStudy:
     legs_examined: Side
     thromboses: list[Thrombosis] = field(default_factory=list)  # one per leg with thrombus
     no_thrombus: bool = False
-    coded: bool = True  # False: narrative only, nothing about veins could be read
+    coded: bool = True  # findings from coded components or conclusionCode
     limited: bool = False
+    text_read: bool = False  # findings read from the report's narrative
+    change: str | None = None  # what the report text says changed: extension | unchanged | resolved
+    change_source: SourceRef | None = None
+    chronic: list[SourceRef] = field(default_factory=list)  # chronic (old) thrombus: prior VTE, not this episode
+    uncertain: list[SourceRef] = field(default_factory=list)  # "possible thrombus": a suspected DVT
+    notes: list[str] = field(default_factory=list)  # what the text said that is not DVT, or could not be read
+
+    @property
+    def readable(self) -> bool:
+        """Whether anything about the veins could be read from this study (codes or text)."""
+        return self.coded or self.text_read
 
 
 @dataclass

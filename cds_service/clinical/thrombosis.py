@@ -13,6 +13,7 @@ narrative-only report is kept as "not coded" so the card can say so.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -39,6 +40,9 @@ from cds_service.clinical.model import (
     Verification,
     distinct_veins,
 )
+from cds_service.clinical.reports.findings import read_text_findings, study_date_is_recent
+from cds_service.clinical.reports.narrative import FetchedAttachment
+from cds_service.clinical.reports.titles import is_duplex_title
 
 US_SYSTEM = "urn:distal-dvt-cds:venous-ultrasound"
 
@@ -248,7 +252,23 @@ def _verification(code: str | None) -> Verification:
 # Ultrasound
 # ------------------------------------------------------------------------------------------------------------------
 def is_venous_duplex(concept: Any) -> bool:
-    return tx.valueset("venous-duplex-lower-extremity").match(concept) is not None or is_limited_ultrasound(concept)
+    return duplex_recognition(concept) is not None
+
+
+def duplex_recognition(concept: Any) -> str | None:
+    """"code" when a code says venous duplex of the leg; "title" when only the words do (a local code)."""
+    if tx.valueset("venous-duplex-lower-extremity").match(concept) is not None:
+        return "code"
+    limited = tx.valueset("venous-ultrasound-limited").match(concept)
+    if limited is not None and not limited.by_text:
+        return "code"
+    title = concept_text(concept)
+    texts = [title] + [
+        c["display"] for c in (concept.get("coding") or []) if isinstance(c, dict) and isinstance(c.get("display"), str)
+    ] if isinstance(concept, dict) else []
+    if any(is_duplex_title(t) for t in texts if t):
+        return "title"
+    return None
 
 
 def is_limited_ultrasound(concept: Any) -> bool:
@@ -348,10 +368,16 @@ def _max(current: float | None, new: float | None) -> float | None:
 
 
 def read_imaging(
-    observations: list[dict[str, Any]], reports: list[dict[str, Any]], *, today: date
+    observations: list[dict[str, Any]],
+    reports: list[dict[str, Any]],
+    *,
+    today: date,
+    attachments: Mapping[str, FetchedAttachment] | None = None,
+    acute_window_days: int = 30,
 ) -> tuple[list[ImagingStudy], list[str]]:
-    """Venous duplex studies, oldest first, with the thromboses each one shows."""
+    """Venous duplex studies, oldest first, with the thromboses each one shows (from codes, else report text)."""
     notes: list[str] = []
+    attachments = attachments or {}
     by_ref = {reference_of(o): o for o in observations if o.get("status") in _FINAL and is_venous_duplex(o.get("code"))}
     grouped: set[str] = set()
     studies: list[ImagingStudy] = []
@@ -368,21 +394,32 @@ def read_imaging(
                     members.append(by_ref[key])
                     grouped.add(key)
         when = parse_date(report.get("effectiveDateTime")) or observation_date(report)
-        studies.append(_study(report, members, when, notes))
+        recent = study_date_is_recent(when, today, acute_window_days)
+        studies.append(_study(report, members, when, notes, attachments, recent))
     for ref, observation in by_ref.items():
         if ref not in grouped:
-            studies.append(_study(observation, [observation], observation_date(observation), notes))
+            when = observation_date(observation)
+            recent = study_date_is_recent(when, today, acute_window_days)
+            studies.append(_study(observation, [observation], when, notes, attachments, recent))
     studies = [s for s in studies if s.when is None or s.when <= today]
     studies.sort(key=lambda s: s.when or date.min)
     return studies, notes
 
 
-def _study(head: dict[str, Any], members: list[dict[str, Any]], when: date | None, notes: list[str]) -> ImagingStudy:
+def _study(
+    head: dict[str, Any],
+    members: list[dict[str, Any]],
+    when: date | None,
+    notes: list[str],
+    attachments: Mapping[str, FetchedAttachment],
+    recent: bool,
+) -> ImagingStudy:
     code = head.get("code")
     legs = legs_examined(code)
     reading = _Reading()
     for observation in members:
         _read_observation(observation, reading, notes)
+    components_read = reading.coded
     conclusion_veins: list[Vein] = []
     conclusions = head.get("conclusionCode") if head.get("resourceType") == "DiagnosticReport" else None
     for concept in conclusions if isinstance(conclusions, list) else []:
@@ -392,10 +429,18 @@ def _study(head: dict[str, Any], members: list[dict[str, Any]], when: date | Non
             conclusion_veins.extend(_veins_for(match, vein_class, []))
             if match.system == tx.ICD10CM:
                 reading.sides.append({"text": side_from_icd(match.code).value})
-    if not reading.veins and conclusion_veins:
-        reading.veins, reading.coded = conclusion_veins, True
     code_match = tx.valueset("venous-duplex-lower-extremity").match(code)
     source = SourceRef(reference_of(head), when, code_match.label() if code_match else concept_text(code))
+    if duplex_recognition(code) == "title":
+        notes.append(f"{source.reference}: a local code, recognised as a venous duplex study by its title")
+    if not components_read:
+        text = _text_findings(head, source, legs, attachments, recent)
+        if text is not None and (text.read or not conclusion_veins):
+            notes.extend(text.notes)
+            if text.read:
+                return _text_study(source, when, legs, code, text, recent)
+    if not reading.veins and conclusion_veins:
+        reading.veins, reading.coded = conclusion_veins, True
     study = ImagingStudy(
         source=source,
         when=when,
@@ -417,7 +462,7 @@ def _study(head: dict[str, Any], members: list[dict[str, Any]], when: date | Non
                 side=side,
                 onset=when,
                 verification=Verification.CONFIRMED,
-                acute=True,
+                acute=recent,
                 source=source,
                 length_cm=reading.length_cm,
                 diameter_mm=reading.diameter_mm,
@@ -426,3 +471,34 @@ def _study(head: dict[str, Any], members: list[dict[str, Any]], when: date | Non
             )
         )
     return study
+
+
+def _text_findings(
+    head: dict[str, Any], source: SourceRef, legs: Side, attachments: Mapping[str, FetchedAttachment], recent: bool
+) -> Any:
+    """The report text's findings, for a DiagnosticReport (or a narrative ``valueString`` Observation)."""
+    if head.get("resourceType") == "DiagnosticReport":
+        report = head
+    elif isinstance(head.get("valueString"), str):
+        report = {"conclusion": head["valueString"]}
+    else:
+        return None
+    return read_text_findings(report, source=source, legs=legs, attachments=attachments, recent=recent)
+
+
+def _text_study(source: SourceRef, when: date | None, legs: Side, code: Any, text: Any, recent: bool) -> ImagingStudy:
+    return ImagingStudy(
+        source=source,
+        when=when,
+        legs_examined=legs,
+        thromboses=list(text.thromboses),
+        no_thrombus=text.negative,
+        coded=False,
+        text_read=True,
+        limited=is_limited_ultrasound(code) or text.limited is not None,
+        change=text.change,
+        change_source=text.change_source,
+        chronic=list(text.chronic),
+        uncertain=list(text.uncertain) if recent else [],
+        notes=list(text.notes),
+    )

@@ -40,6 +40,17 @@ class DataGap:
         return f"{self.resource_type} data {what} ({self.reason})"
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """The content behind an attachment ``url`` (a report's ``presentedForm``), fetched from the FHIR server; or
+    why it could not be (``data`` None)."""
+
+    url: str
+    content_type: str = ""
+    data: bytes | None = None
+    reason: str | None = None
+
+
 @dataclass
 class PatientRecord:
     patient_id: str
@@ -47,6 +58,7 @@ class PatientRecord:
     gaps: list[DataGap] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # prefetch key -> prefetch | fhir | none
     notes: list[str] = field(default_factory=list)  # data-quality notes safe to show (no PHI)
+    attachments: dict[str, Attachment] = field(default_factory=dict)  # presentedForm url (as written) -> content
     _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _typed: dict[int, Any] = field(default_factory=dict, repr=False)
     _foreign: int = field(default=0, repr=False)

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.builders import GASTROCNEMIUS, RIGHT, condition, ddimer, duplex, hook_request
+from cds_service.replay.scenarios import days_between, shift_dates
+from tests.builders import GASTROCNEMIUS, NOW, RIGHT, condition, ddimer, duplex, hook_request
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +76,8 @@ def test_discovery_over_http(service: tuple[str, Path]) -> None:
 def test_hook_call_over_http(service: tuple[str, Path]) -> None:
     base, log_path = service
     resources = [condition("I82.461", onset=1), duplex([GASTROCNEMIUS], side=RIGHT, days=1), ddimer(300, days=1)]
+    # The real process reads the wall clock: move the record from the builders' fixed date to today.
+    resources = shift_dates(resources, days_between(NOW, datetime.now(UTC)))
     body = hook_request("patient-view", resources)
     response = requests.post(f"{base}/cds-services/distal-dvt-patient-view", json=body, timeout=10)
     assert response.status_code == 200

@@ -1,0 +1,159 @@
+"""The medspaCy pipeline that reads venous duplex reports, built once per process from ``lexicon.py``.
+
+Components, in order: a sentence splitter that also breaks at line ends (reports are written in lines), the
+target matcher (veins, superficial veins, thrombus words, measurements), ConText (negation, hypothetical,
+uncertain, historical, and this project's categories: chronic, acute, occlusive, side, landmark, not seen,
+limited, extension, unchanged) and the sectionizer (IMPRESSION, FINDINGS, INDICATION, COMPARISON, TECHNIQUE).
+
+No statistical model is used (``spacy.blank``): nothing is downloaded at run time and the result of a report
+depends only on these rules. Building takes ~0.3 s and is done once per worker (``warmup.py``); a call then
+costs ~1-3 ms per report. spaCy does not promise that one pipeline may be used from several threads at once,
+so calls go through a lock (the work holds the GIL anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+from cds_service.clinical.reports import lexicon as lx
+
+MAX_TEXT_CHARS = 20_000  # a venous duplex report is 0.5-3 kB; beyond this the text is cut (and the card says so)
+
+_LOCK = threading.Lock()
+_NUMBER = r"\d+(?:\.\d+)?"
+MEASUREMENT_PATTERN = rf"(?<![\w.]){_NUMBER}(?:\s*(?:x|by|×)\s*{_NUMBER})*\s*(?:cm|mm|centimeters?|millimeters?)\b"
+
+
+def _quiet_pyrush() -> None:
+    """medspaCy imports PyRuSH, which logs every sentence at DEBUG through loguru (report text, i.e. PHI)."""
+    try:
+        from loguru import logger  # noqa: PLC0415 - only present as a medspaCy dependency
+
+        logger.disable("PyRuSH")
+    except ImportError:  # pragma: no cover - loguru is a medspaCy dependency
+        logging.getLogger(__name__).debug("loguru not installed")
+
+
+def _variants(term: lx.VeinTerm) -> list[str]:
+    forms = []
+    for stem in term.stems:
+        forms.append(stem)
+        if term.with_vein_word:
+            forms.extend((f"{stem} vein", f"{stem} veins", f"{stem} venous"))
+    return forms
+
+
+def _line_sentences(doc: Any) -> Any:
+    """Sentence starts: after . ! ? and after every line break (headers and numbered items are lines)."""
+    previous = None
+    for i, token in enumerate(doc):
+        if i == 0:
+            token.is_sent_start = True
+        elif previous is not None and (
+            "\n" in previous.text or previous.text in (".", "!", "?") or previous.text.endswith("\n")
+        ):
+            token.is_sent_start = True
+        else:
+            token.is_sent_start = False
+        previous = token
+    return doc
+
+
+def _context_rules(ConTextRule: Any) -> list[Any]:  # noqa: N803 - the medspaCy class, passed in
+    rules = []
+
+    def add(phrases: Iterable[str], category: str, direction: str, **kwargs: Any) -> None:
+        rules.extend(ConTextRule(p, category, direction=direction, **kwargs) for p in phrases)
+
+    add(lx.NEGATION_FORWARD, "NEGATED_EXISTENCE", "FORWARD", terminated_by={"TERMINATE"})
+    # A cue written after the veins it clears stops at a comma: "thrombus in the peroneal vein, the popliteal
+    # vein is patent" clears only the popliteal vein.
+    add(lx.NEGATION_BACKWARD, "NEGATED_EXISTENCE", "BACKWARD", terminated_by={"COMMA", "TERMINATE"})
+    add(lx.PSEUDO, "PSEUDO", "PSEUDO")
+    add(lx.HYPOTHETICAL, "HYPOTHETICAL", "FORWARD")
+    add(lx.UNCERTAIN, "POSSIBLE_EXISTENCE", "BIDIRECTIONAL")
+    add(lx.HISTORICAL, "HISTORICAL", "FORWARD")
+    add(lx.CHRONIC, "CHRONIC", "BIDIRECTIONAL")
+    add(lx.ACUTE, "ACUTE", "BIDIRECTIONAL")
+    add(lx.OCCLUSIVE, "OCCLUSIVE", "BIDIRECTIONAL")
+    add(lx.NONOCCLUSIVE, "NONOCCLUSIVE", "BIDIRECTIONAL")
+    add(lx.LANDMARK_FORWARD, "LANDMARK", "FORWARD", max_scope=4)
+    rules.append(
+        ConTextRule(
+            "distance",
+            "LANDMARK",
+            pattern=rf"{_NUMBER}\s*(?:cm|mm)\s+(?:below|from|of|distal to|inferior to|above|proximal to)(?:\s+the)?",
+            direction="FORWARD",
+            max_scope=4,
+        )
+    )
+    rules.append(ConTextRule("within", "LANDMARK", direction="FORWARD", max_scope=6))
+    for category, phrases in lx.SIDES.items():
+        add(phrases, category, "BIDIRECTIONAL", terminated_by={"TERMINATE"})
+    add(lx.EXTENSION, "EXTENSION", "BIDIRECTIONAL")
+    add(lx.UNCHANGED, "UNCHANGED", "BIDIRECTIONAL")
+    add(lx.NOT_SEEN, "NOT_SEEN", "BACKWARD", terminated_by={"COMMA", "TERMINATE"})
+    add(lx.LIMITED_STUDY, "LIMITED", "BIDIRECTIONAL")
+    add(lx.TERMINATORS, "TERMINATE", "TERMINATE")
+    rules.append(ConTextRule(",", "COMMA", direction="TERMINATE"))
+    return rules
+
+
+def _section_rules(SectionRule: Any) -> list[Any]:  # noqa: N803 - the medspaCy class, passed in
+    rules = []
+    for category, headers in lx.SECTIONS.items():
+        for header in headers:
+            words = r"[ \t]+".join(re.escape(w) for w in header.split())
+            # A header starts a line and ends with a colon (or ends the line): "IMPRESSION:", "Findings".
+            pattern = rf"(?im)^[ \t]*(?:[0-9]+[.)][ \t]*)?{words}[ \t]*(?::|-(?=[ \t])|$)"
+            rules.append(SectionRule(header, category, pattern=pattern))
+    return rules
+
+
+@cache
+def pipeline() -> Any:
+    """The report pipeline (cached for the process)."""
+    _quiet_pyrush()
+    import medspacy  # noqa: PLC0415 - heavy (spaCy); imported when the first report is read or at warm-up
+    from medspacy.context import ConTextRule  # noqa: PLC0415
+    from medspacy.ner import TargetRule  # noqa: PLC0415
+    from medspacy.section_detection import SectionRule  # noqa: PLC0415
+    from spacy.language import Language  # noqa: PLC0415
+
+    if "dvt_line_sentences" not in Language.factories:
+        Language.component("dvt_line_sentences", func=_line_sentences)
+    nlp = medspacy.load(medspacy_enable=["medspacy_target_matcher"])
+    nlp.add_pipe("dvt_line_sentences", first=True)
+    nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": "default"})
+    nlp.add_pipe("medspacy_sectionizer", config={"rules": None})
+
+    targets = []
+    for term in lx.DEEP_VEINS:
+        targets.extend(TargetRule(form, "VEIN", attributes=None, metadata={"vein": term.key}) for form in _variants(term))
+    targets.extend(TargetRule(p, "SUPERFICIAL") for p in lx.SUPERFICIAL_VEINS)
+    targets.extend(TargetRule(p, "SUPERFICIAL_THROMBUS") for p in lx.SUPERFICIAL_THROMBOSIS)
+    targets.extend(TargetRule(p, "NOT_VEIN") for p in lx.NOT_VEINS)
+    targets.extend(TargetRule(p, "THROMBUS") for p in lx.THROMBUS_WORDS)
+    targets.append(TargetRule("measurement", "MEASUREMENT", pattern=MEASUREMENT_PATTERN))
+    nlp.get_pipe("medspacy_target_matcher").add(targets)
+    nlp.get_pipe("medspacy_context").add(_context_rules(ConTextRule))
+    nlp.get_pipe("medspacy_sectionizer").add(_section_rules(SectionRule))
+    return nlp
+
+
+def vein_key(span: Any) -> str | None:
+    """The lexicon key of a VEIN span (its target rule's metadata)."""
+    rule = getattr(span._, "target_rule", None)
+    metadata = getattr(rule, "metadata", None) or {}
+    return metadata.get("vein")
+
+
+def process(text: str) -> Any:
+    nlp = pipeline()
+    with _LOCK:
+        return nlp(text[:MAX_TEXT_CHARS])

@@ -13,11 +13,10 @@ from flask import Flask
 from cds_service.app import create_app
 from cds_service.replay.fhirserver import ScenarioFhirServer
 from cds_service.replay.runner import Runner
-from cds_service.replay.scenarios import Library, Scenario
+from cds_service.replay.scenarios import Library, Scenario, with_fhir_base
 from cds_service.settings import Settings
 
 LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
-SERVER_SHAPES = {"absent", "operation-outcome", "paginated"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def transport(app: Flask):
 @pytest.mark.parametrize("scenario", LIBRARY.scenarios, ids=lambda s: s.id)
 def test_scenario_with_prefetch(scenario_app: Flask, scenario: Scenario) -> None:
     post, discovery = transport(scenario_app)
-    needs_server = any(shape in SERVER_SHAPES for call in scenario.calls for shape in call.prefetch_shape.values())
+    needs_server = LIBRARY.needs_fhir_server(scenario)
     resources = LIBRARY.resources(scenario)
     with ScenarioFhirServer(resources) if needs_server else _no_server() as server:
         runner = Runner(
@@ -67,7 +66,7 @@ def test_scenario_fetched_from_a_real_fhir_server_gives_the_same_cards(
     """No prefetch at all: the service fetches every key from a real FHIR implementation (Medplum) and must
     answer exactly as it does with full prefetch."""
     post, discovery = transport(scenario_app)
-    resources = LIBRARY.resources(scenario)
+    resources = with_fhir_base(LIBRARY.resources(scenario), medplum.base_url)
     medplum.reset()
     medplum.load({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]})
     fetched = Runner(

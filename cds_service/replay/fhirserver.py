@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from cds_service.replay.scenarios import with_fhir_base
 from cds_service.replay.search import UnsupportedQuery, search, searchset
 
 _FHIR_JSON = "application/fhir+json"
@@ -35,10 +36,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 class ScenarioFhirServer:
     def __init__(self, resources: list[dict[str, Any]]):
-        self.resources = resources
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
         )
+        self.resources = with_fhir_base(resources, self.base_url)
         self._thread = threading.Thread(target=self._server.serve_forever, name="replay-fhir", daemon=True)
         self.requests = 0
 
@@ -73,6 +74,7 @@ class ScenarioFhirServer:
                 return _outcome(404, "resource not found")
             return Response(json.dumps(found), content_type=_FHIR_JSON)
         assert isinstance(found, list)
+        primary = query.split("?")[0]
         count = request.args.get("_count", type=int)
         page = request.args.get("_page", default=1, type=int)
         if count and count > 0:
@@ -83,5 +85,6 @@ class ScenarioFhirServer:
             if more:
                 next_params = [*params, ("_count", str(count)), ("_page", str(page + 1))]
                 next_url = f"{request.host_url.rstrip('/')}{request.path}?{urlencode(next_params)}"
-            return Response(json.dumps(searchset(chunk, next_url=next_url, total=len(found))), content_type=_FHIR_JSON)
-        return Response(json.dumps(searchset(found)), content_type=_FHIR_JSON)
+            bundle = searchset(chunk, next_url=next_url, total=len(found), primary_type=primary)
+            return Response(json.dumps(bundle), content_type=_FHIR_JSON)
+        return Response(json.dumps(searchset(found, primary_type=primary)), content_type=_FHIR_JSON)

@@ -44,8 +44,9 @@ def render(library: Library) -> str:
             shapes = ", ".join(f"{k}: {v}" for k, v in sorted(call.prefetch_shape.items()))
             calls.append(f"{call.hook} → {cards}" + (f" [prefetch {shapes}]" if shapes else ""))
         cell = lambda text: text.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        why = f" *Shape:* {cell(scenario.why)}" if scenario.why else ""
         rows.append(
-            f"| `{scenario.id}` | **{cell(scenario.title)}** — {cell(scenario.description)} | "
+            f"| `{scenario.id}` | **{cell(scenario.title)}** — {cell(scenario.description)}{why} | "
             f"{'<br>'.join(cell(c) for c in calls)} | {cell('; '.join(scenario.covers))} |"
         )
     return HEADER.format(anchor=library.anchor.isoformat().replace("+00:00", "Z")) + "\n".join(rows) + "\n"

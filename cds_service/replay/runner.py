@@ -16,7 +16,16 @@ from urllib.parse import urlencode
 import requests
 
 from cds_service.fhir.prefetch import render
-from cds_service.replay.scenarios import Call, ExpectedCard, Library, Scenario, days_between, patient_id, shift_dates
+from cds_service.replay.scenarios import (
+    Call,
+    ExpectedCard,
+    Library,
+    Scenario,
+    days_between,
+    patient_id,
+    shift_dates,
+    with_fhir_base,
+)
 from cds_service.replay.search import search, searchset
 
 Post = Callable[[str, dict[str, Any]], tuple[int, Any]]
@@ -116,7 +125,7 @@ class Runner:
         self.use_prefetch = use_prefetch
 
     def resources(self, scenario: Scenario) -> list[dict[str, Any]]:
-        return shift_dates(self.library.resources(scenario), self.shift)
+        return with_fhir_base(shift_dates(self.library.resources(scenario), self.shift), self.fhir_server)
 
     def request(self, scenario: Scenario, call: Call) -> dict[str, Any]:
         resources = self.resources(scenario)
@@ -145,6 +154,9 @@ class Runner:
             if shape == "absent":
                 continue
             kind, found = search(query, resources)
+            primary = query.split("?")[0].split("/")[0]
+            if shape == "no-include" and kind == "search":
+                found = [r for r in found or [] if isinstance(r, dict) and r.get("resourceType") == primary]
             if shape == "null":
                 prefetch[key] = None
             elif shape == "operation-outcome":
@@ -152,13 +164,13 @@ class Runner:
             elif kind == "read":
                 prefetch[key] = found
             elif shape == "outcome-entry":
-                bundle = searchset(found)  # type: ignore[arg-type]
+                bundle = searchset(found, primary_type=primary)  # type: ignore[arg-type]
                 bundle.setdefault("entry", []).append({"resource": _INFO_OUTCOME, "search": {"mode": "outcome"}})
                 prefetch[key] = bundle
             elif shape == "paginated":
                 prefetch[key] = self._first_page(query)
             else:
-                prefetch[key] = searchset(found)  # type: ignore[arg-type]
+                prefetch[key] = searchset(found, primary_type=primary)  # type: ignore[arg-type]
         return prefetch
 
     def _first_page(self, query: str) -> dict[str, Any]:

@@ -24,7 +24,12 @@ PrefetchShape = Literal[
     "operation-outcome",  # an OperationOutcome in place of the data: the service must fetch it
     "outcome-entry",  # Epic style: the matches plus an informational OperationOutcome entry (search.mode outcome)
     "paginated",  # the first page only, with a next link to the FHIR server
+    "no-include",  # the EHR ignored _include: the referenced Medications are not in the prefetch
 ]
+# Fixtures write absolute URLs into the EHR's FHIR server (Oracle Health's presentedForm Binary links) under this
+# base; the replay puts the FHIR server it uses in its place.
+FIXTURE_FHIR_BASE = "https://ehr.example.org/fhir/r4"
+_SERVER_SHAPES = frozenset({"absent", "operation-outcome", "paginated", "no-include"})
 
 
 class ExpectedCard(BaseModel):
@@ -67,6 +72,7 @@ class Scenario(BaseModel):
     description: str
     bundle: str
     covers: list[str] = Field(default_factory=list)  # the KNOWLEDGE.md rules / hook-table rows it exercises
+    why: str | None = None  # for a vendor-shaped record: where the shape is documented
     calls: list[Call] = Field(min_length=1)
 
 
@@ -113,6 +119,26 @@ class Library:
 
     def drafts(self, call: Call) -> dict[str, Any] | None:
         return self.read(call.draft_orders) if call.draft_orders else None
+
+    def needs_fhir_server(self, scenario: Scenario) -> bool:
+        """Whether a full-prefetch replay of the scenario still needs a FHIR server: data the EHR leaves out, or
+        report text the service reads from a ``Binary``."""
+        if any(shape in _SERVER_SHAPES for call in scenario.calls for shape in call.prefetch_shape.values()):
+            return True
+        return any(r.get("resourceType") == "Binary" for r in self.resources(scenario))
+
+
+def with_fhir_base(value: Any, base: str | None) -> Any:
+    """Every absolute URL written under ``FIXTURE_FHIR_BASE`` moved to ``base`` (the FHIR server in use)."""
+    if base is None:
+        return value
+    if isinstance(value, dict):
+        return {k: with_fhir_base(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_fhir_base(v, base) for v in value]
+    if isinstance(value, str) and value.startswith(FIXTURE_FHIR_BASE):
+        return base.rstrip("/") + value[len(FIXTURE_FHIR_BASE) :]
+    return value
 
 
 def default_folder() -> Path:

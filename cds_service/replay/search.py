@@ -1,9 +1,11 @@
 """A FHIR search over a list of resources, for the query subset CDS Hooks prefetch templates may use.
 
 Instance reads, and type searches with reference parameters (``patient``, ``subject``), token parameters with
-equality on comma-separated lists (``code``, ``status``, ``category``, ``clinical-status``, ``_id``), ``_sort``
-on ``date`` and ``_count``. Anything else raises: a replay must not quietly answer a query it does not
-understand. Used by ``dvt-cds replay`` to fill prefetch from a fixture, and by its embedded FHIR server.
+equality on comma-separated lists (``code``, ``status``, ``category``, ``clinical-status``, ``_id``), date
+parameters with the ``eq/lt/gt/ge/le`` prefixes, ``_sort`` on ``date``, ``_count``, and
+``_include=MedicationRequest:medication`` (US Core; the included Medications follow the matches). Anything else
+raises: a replay must not quietly answer a query it does not understand. Used by ``dvt-cds replay`` to fill
+prefetch from a fixture, and by its embedded FHIR server.
 """
 
 from __future__ import annotations
@@ -96,8 +98,42 @@ _TOKEN_PARAMS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+_INCLUDES = {"MedicationRequest:medication": ("medicationReference", "Medication")}
+_DATE_PREFIXES = ("eq", "ne", "lt", "gt", "ge", "le")
+
+
+def _date_matches(value: str, wanted: str) -> bool:
+    prefix, bound = ("eq", wanted)
+    if wanted[:2] in _DATE_PREFIXES and not wanted[:2].isdigit():
+        prefix, bound = wanted[:2], wanted[2:]
+    found = parse_date(value) if value else None
+    limit = parse_date(bound)
+    if found is None or limit is None:
+        return False
+    return {
+        "eq": found == limit,
+        "ne": found != limit,
+        "lt": found < limit,
+        "gt": found > limit,
+        "ge": found >= limit,
+        "le": found <= limit,
+    }[prefix]
+
+
+def _included(matches: list[dict[str, Any]], include: str, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if include not in _INCLUDES:
+        raise UnsupportedQuery(f"_include={include} not supported")
+    element, target = _INCLUDES[include]
+    wanted = set()
+    for resource in matches:
+        ref = resource.get(element)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            wanted.add(ref["reference"].split("/_history")[0].split("/")[-1])
+    return [r for r in resources if r.get("resourceType") == target and r.get("id") in wanted]
+
+
 def search(query: str, resources: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]] | dict[str, Any] | None]:
-    """Run one rendered template. Returns ("read", resource-or-None) or ("search", matches)."""
+    """Run one rendered template. Returns ("read", resource-or-None) or ("search", matches + included)."""
     path, _, raw_params = query.partition("?")
     parts = [unquote(p) for p in path.strip("/").split("/")]
     if not raw_params and len(parts) == 2:
@@ -109,6 +145,7 @@ def search(query: str, resources: list[dict[str, Any]]) -> tuple[str, list[dict[
     kind = parts[0]
     matches = [r for r in resources if r.get("resourceType") == kind]
     sort = None
+    includes: list[str] = []
     for name, value in parse_qsl(raw_params, keep_blank_values=True):
         base = name.split(":", 1)[0]
         if base in ("patient", "subject"):
@@ -118,6 +155,10 @@ def search(query: str, resources: list[dict[str, Any]]) -> tuple[str, list[dict[
             matches = [r for r in matches if _token_matches(_tokens(getter(r)), value)]
         elif base == "_sort":
             sort = value
+        elif base == "date":
+            matches = [r for r in matches if _date_matches(_date_of(r), value)]
+        elif base == "_include":
+            includes.append(value)
         elif base == "_count":
             continue  # prefetch answers are complete; paging is the replay's prefetchShape
         else:
@@ -126,23 +167,34 @@ def search(query: str, resources: list[dict[str, Any]]) -> tuple[str, list[dict[
         if sort.lstrip("-") != "date":
             raise UnsupportedQuery(f"_sort={sort} not supported")
         matches = sorted(matches, key=_date_of, reverse=sort.startswith("-"))
-    return "search", matches
+    included = [r for include in includes for r in _included(matches, include, resources)]
+    return "search", matches + [r for r in included if r not in matches]
 
 
 def searchset(
-    matches: list[dict[str, Any]], *, base_url: str | None = None, next_url: str | None = None, total: int | None = None
+    matches: list[dict[str, Any]],
+    *,
+    base_url: str | None = None,
+    next_url: str | None = None,
+    total: int | None = None,
+    primary_type: str | None = None,
 ) -> dict[str, Any]:
+    """A searchset Bundle; resources of another type than ``primary_type`` are entries of mode ``include``."""
+
+    def mode(resource: dict[str, Any]) -> str:
+        return "include" if primary_type and resource.get("resourceType") != primary_type else "match"
+
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(matches) if total is None else total,
+        "total": sum(1 for r in matches if mode(r) == "match") if total is None else total,
     }
     if matches:
         bundle["entry"] = [
             {
                 **({"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}"} if base_url and r.get("id") else {}),
                 "resource": r,
-                "search": {"mode": "match"},
+                "search": {"mode": mode(r)},
             }
             for r in matches
         ]

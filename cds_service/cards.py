@@ -57,8 +57,22 @@ def md(text: Any) -> str:
 
 
 def fit(summary: str) -> str:
+    """The summary within the limit, shortened at a word boundary with "…" when it must be (never mid-word)."""
     summary = " ".join(summary.split())
-    return summary if len(summary) <= SUMMARY_MAX else summary[: SUMMARY_MAX - 1].rstrip(" ,;:") + "…"
+    if len(summary) <= SUMMARY_MAX:
+        return summary
+    cut = summary[: SUMMARY_MAX - 1]
+    if " " in cut and not summary[SUMMARY_MAX - 1].isspace():
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:—-") + "…"
+
+
+UNCHECKED = "Current anticoagulation could not be checked"
+
+
+def unchecked(summary: str, ctx: CardContext) -> str:
+    """A patient card's summary, led by a warning when current anticoagulation could not be checked."""
+    return f"{UNCHECKED}: {summary[0].lower()}{summary[1:]}" if ctx.facts.anticoagulation_unchecked else summary
 
 
 def _source_cell(sources: list[SourceRef]) -> str:
@@ -107,11 +121,15 @@ def _card(
 # ----------------------------------------------------------------------------------------------------------------
 # detail sections
 # ------------------------------------------------------------------------------------------------------------------
-def episode_line(episode: Thrombosis | None) -> str:
+def episode_line(episode: Thrombosis | None, facts: ClinicalFacts | None = None) -> str:
     if episode is None:
         return ""
     kind = "suspected " if episode.verification.value == "suspected" else ""
-    return f"**Episode:** {kind}acute DVT, {md(episode.describe())} ({md(episode.source.describe())})."
+    origin = ""
+    if episode.from_imaging and facts is not None and not any(not t.from_imaging for t in facts.thromboses):
+        when = episode.onset.isoformat() if episode.onset else "an undated study"
+        origin = f" From the ultrasound report of {when} (not on the problem list)."
+    return f"**Episode:** {kind}acute DVT, {md(episode.describe())} ({md(episode.source.describe())}).{origin}"
 
 
 def factor_table(factors: list[Factor]) -> str:
@@ -376,7 +394,7 @@ def recommendation_card(assessment: Assessment, ctx: CardContext) -> Card:
         )
     detail = join(
         headline,
-        episode_line(episode),
+        episode_line(episode, ctx.facts),
         not_evaluated(ctx.facts),
         factor_table(assessment.for_anticoagulation + assessment.for_serial_imaging),
         "" if assessment.for_anticoagulation else "No factor favouring anticoagulation was found.",
@@ -388,7 +406,9 @@ def recommendation_card(assessment: Assessment, ctx: CardContext) -> Card:
         data_notes(ctx.facts),
         citations_section(assessment.citations, assessment.grade),
     )
-    return _card(topic, summary, detail, assessment.citations[0], suggestions=_both_options(assessment, ctx))
+    return _card(
+        topic, unchecked(summary, ctx), detail, assessment.citations[0], suggestions=_both_options(assessment, ctx)
+    )
 
 
 def _favoured_reason(assessment: Assessment) -> str:
@@ -419,7 +439,7 @@ def extension_card(assessment: Assessment, ctx: CardContext) -> Card:
         )
     detail = join(
         headline,
-        episode_line(assessment.episode),
+        episode_line(assessment.episode, ctx.facts),
         not_evaluated(ctx.facts),
         bleeding_section(assessment.bleeding),
         _regimen_line(assessment),
@@ -429,7 +449,7 @@ def extension_card(assessment: Assessment, ctx: CardContext) -> Card:
     )
     return _card(
         Topic.EXTENSION,
-        summary,
+        unchecked(summary, ctx),
         detail,
         assessment.citations[0],
         indicator="critical" if ext.proximal else "warning",
@@ -446,7 +466,7 @@ def proximal_card(assessment: Assessment, ctx: CardContext) -> Card:
     detail = join(
         f"**Recommendation:** anticoagulate — a proximal DVT ({veins}) is treated with anticoagulation; serial "
         "imaging is not an option. CHEST 2016 Grade 1B.",
-        episode_line(episode),
+        episode_line(episode, ctx.facts),
         not_evaluated(ctx.facts),
         bleeding_section(assessment.bleeding),
         _regimen_line(assessment),
@@ -455,7 +475,7 @@ def proximal_card(assessment: Assessment, ctx: CardContext) -> Card:
         citations_section(assessment.citations),
     )
     suggestions = [anticoagulation_suggestion(regimen, ctx, episode, True)] if regimen else []
-    return _card(Topic.PROXIMAL_DVT, summary, detail, assessment.citations[0], suggestions=suggestions)
+    return _card(Topic.PROXIMAL_DVT, unchecked(summary, ctx), detail, assessment.citations[0], suggestions=suggestions)
 
 
 def location_unknown_card(assessment: Assessment, ctx: CardContext) -> Card:
@@ -466,7 +486,7 @@ def location_unknown_card(assessment: Assessment, ctx: CardContext) -> Card:
         "**Recommendation:** the veins involved decide between anticoagulation (proximal, or distal with risk "
         "factors) and serial imaging (isolated distal without risk factors). Document the vein, or image the whole "
         "leg including the calf veins.",
-        episode_line(episode),
+        episode_line(episode, ctx.facts),
         not_evaluated(ctx.facts),
         list_section("Caveats", assessment.caveats),
         data_notes(ctx.facts),
@@ -497,7 +517,7 @@ def bilateral_card(assessment: Assessment, ctx: CardContext) -> Card:
         f"**Suggestion:** include the {other.value} leg in the surveillance scans. In isolated calf muscular vein "
         "thrombosis, further DVT (19 %) including contralateral DVT (≈5 %) was reported within weeks "
         "(Kret 2013, a study, not a guideline recommendation).",
-        episode_line(episode),
+        episode_line(episode, ctx.facts),
         list_section("Imaging found", [p.source.describe() for p in ctx.facts.planned_imaging]),
         citations_section(assessment.citations),
     )
@@ -520,7 +540,7 @@ def surveillance_gap_card(assessment: Assessment, ctx: CardContext) -> Card:
     detail = join(
         "**Before discharge:** this distal DVT is neither anticoagulated nor under surveillance. Untreated distal DVT "
         "needs repeat whole-leg duplex at about 1 and 2 weeks (CHEST: serial imaging for 2 weeks), or anticoagulation.",
-        episode_line(assessment.episode),
+        episode_line(assessment.episode, ctx.facts),
         not_evaluated(ctx.facts),
         factor_table(assessment.for_anticoagulation + assessment.for_serial_imaging),
         bleeding_section(assessment.bleeding),
@@ -530,7 +550,11 @@ def surveillance_gap_card(assessment: Assessment, ctx: CardContext) -> Card:
         citations_section(assessment.citations, assessment.grade),
     )
     return _card(
-        Topic.SURVEILLANCE_GAP, summary, detail, assessment.citations[0], suggestions=_both_options(assessment, ctx)
+        Topic.SURVEILLANCE_GAP,
+        unchecked(summary, ctx),
+        detail,
+        assessment.citations[0],
+        suggestions=_both_options(assessment, ctx),
     )
 
 
@@ -595,7 +619,7 @@ def serial_alternative_card(draft_reference: str, agent: str, assessment: Assess
         f"**Alternative:** {md(agent)} is drafted ({md(draft_reference)}), but no factor favouring anticoagulation was "
         "found. For isolated distal DVT without severe symptoms or risk factors for extension, CHEST suggests serial "
         "imaging of the deep veins for 2 weeks over anticoagulation (Grade 2C). Anticoagulation remains reasonable.",
-        episode_line(assessment.episode),
+        episode_line(assessment.episode, ctx.facts),
         factor_table(assessment.for_serial_imaging),
         list_section("Missing data that could change this", assessment.missing),
         _imaging_line(assessment, ctx),
@@ -618,7 +642,7 @@ def limited_ultrasound_card(
         f"**Pitfall:** a limited or proximal-only compression ultrasound is drafted ({md(draft_reference)}) while "
         f"{md(reason)}. Limited protocols do not evaluate the calf veins, so a distal DVT can be missed or its "
         "extension not seen; a negative proximal-only study needs a repeat at about 1 week (CHEST AT9 diagnosis).",
-        episode_line(assessment.episode),
+        episode_line(assessment.episode, ctx.facts),
         citations_section([c for c in assessment.citations if c.key != "chest-2021"] or assessment.citations),
     )
     whole = side if side in (Side.RIGHT, Side.LEFT) else Side.BILATERAL

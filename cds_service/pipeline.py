@@ -17,9 +17,12 @@ from pydantic import ValidationError
 from cds_service import metrics
 from cds_service.audit import AuditWriter, Decision
 from cds_service.clinical.config import RuleConfig
+from cds_service.clinical.followups import ATTACHMENT_BYTES, needed_reads
 from cds_service.errors import BadRequest, CdsError
 from cds_service.fhir.client import FhirClient
+from cds_service.fhir.followup import read_followups
 from cds_service.fhir.prefetch import PrefetchResolver
+from cds_service.fhir.record import PatientRecord
 from cds_service.logs import log_fields
 from cds_service.protocol import CdsResponse, HookRequest
 from cds_service.settings import Settings
@@ -49,6 +52,8 @@ class CallPipeline:
         server_allowed: Callable[[str], tuple[bool, str]],
     ):
         self._settings = settings
+        self._client = client
+        self._server_allowed = server_allowed
         self.audit = AuditWriter(store)
         self._clock = clock
         self._resolver = PrefetchResolver(client, server_allowed, max_entries=settings.max_bundle_entries)
@@ -83,6 +88,7 @@ class CallPipeline:
                 access_token=request.access_token,
                 deadline=deadline,
             )
+            self._follow_up(record, context, request, deadline)
             fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)
             fields["sources"] = record.sources
             result = service.handler(HookCall(request, context, record, self._clock(), self._config))
@@ -116,6 +122,24 @@ class CallPipeline:
             )
             if isinstance(fields.get("hookInstance"), str):
                 self._audit(fields["hookInstance"], service.id, status, decision, issued, gaps, duration)
+
+    def _follow_up(self, record: PatientRecord, context: Any, request: HookRequest, deadline: float) -> None:
+        """Report text held in Binary resources, and Medications neither included nor contained."""
+        drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
+        needs = needed_reads(record, drafts)
+        if not needs:
+            return
+        read_followups(
+            self._client,
+            record,
+            attachments=needs.attachments,
+            medications=needs.medications,
+            fhir_server=request.fhirServer,
+            access_token=request.access_token,
+            deadline=deadline,
+            server_allowed=self._server_allowed,
+            attachment_bytes=ATTACHMENT_BYTES,
+        )
 
     def _audit(
         self,

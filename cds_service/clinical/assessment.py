@@ -470,15 +470,19 @@ def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | No
                 continue
             if t.vein_class == VeinClass.PROXIMAL:
                 veins = ", ".join(v.name for v in t.veins if v.vein_class == VeinClass.PROXIMAL)
-                return Extension(True, study.source, f"thrombus now in the {veins}")
+                return Extension(True, t.source_for("veins"), f"thrombus now in the {veins}")
             new = [v for v in t.veins if not any(k.covers(v) or v.covers(k) for k in known)]
             if new:
                 names = ", ".join(sorted(v.name for v in new))
-                return Extension(False, study.source, f"thrombus now also in the {names}")
+                return Extension(False, t.source_for("veins"), f"thrombus now also in the {names}")
             if base_length is not None and t.length_cm is not None and t.length_cm > base_length:
-                return Extension(False, study.source, f"thrombus longer: {base_length:g} → {t.length_cm:g} cm")
+                longer = f"thrombus longer: {base_length:g} → {t.length_cm:g} cm"
+                return Extension(False, t.source_for("length"), longer)
             base_length = t.length_cm if t.length_cm is not None else base_length
             known = distinct_veins([*known, *t.veins])
+        if study.change == "extension" and study.change_source is not None:
+            # The report says it extended without naming a new vein or length ("interval propagation").
+            return Extension(False, study.change_source, "the report states the thrombus has extended")
     return None
 
 
@@ -593,6 +597,12 @@ def _caveats(result: Assessment, facts: ClinicalFacts) -> list[str]:
         caveats.append("An anticoagulant order without a readable dose was counted as treatment dose.")
     if "MedicationRequest" in " ".join(facts.not_assessed):
         caveats.append("Current anticoagulation could not be checked (medication data unavailable).")
+    elif facts.unidentified_medications:
+        caveats.append(
+            "Current anticoagulation could not be checked: the drug of "
+            + ", ".join(facts.unidentified_medications[:3])
+            + " could not be read. Check the medication list before ordering."
+        )
     if result.episode is not None and result.episode.from_text:
         caveats.append("The DVT was recognised from text, not from a code: confirm the diagnosis and the veins.")
     if result.episode is not None and result.episode.onset is None:

@@ -5,8 +5,11 @@ The newest final result within ``DDIMER_WINDOW_DAYS`` of diagnosis decides, read
 2. the lab's own reference range (above ``referenceRange.high`` is positive);
 3. the conventional cutoffs, 500 ng/mL FEU or 250 ng/mL DDU, after unit conversion (ng/mL, µg/L, µg/mL,
    mg/L) and with the assay type taken from the unit annotation, else from the LOINC code.
-Comparators (``<0.27``) and values sent as strings are handled. When the assay type is unknown a value is
-still decisive if it is on the same side of both cutoffs; otherwise the result is reported as indeterminate.
+Comparators (``<0.27``, ``>20.00`` above the analytic range) and values sent as strings are handled; a value
+without a unit takes the unit of its reference range, and a range sent only as text ("0.00 - 0.49 ug/mL FEU",
+"<0.50 ug/mL FEU") is read. Units are spelled as labs spell them (mcg/mL, µg/mL, ug/mL FEU, ng/mL DDU). When the
+assay type is unknown a value is still decisive if it is on the same side of both cutoffs; otherwise the result is
+reported as indeterminate.
 """
 
 from __future__ import annotations
@@ -75,12 +78,15 @@ def interpret(observation: dict[str, Any]) -> DDimer | None:
     if parsed is None:
         return None
     comparator, value, unit = parsed
+    if not _normal_unit(unit):
+        unit = _range_unit(observation) or unit  # ">20.00" with the unit only on the reference range
     family = _assay_family(observation, unit)
 
-    high = _reference_high(observation, unit)
-    if high is not None:
-        above = value > high or (comparator in (">", ">=") and value >= high)
-        below = value <= high and comparator not in (">", ">=")
+    reference = _reference_high(observation, unit)
+    if reference is not None:
+        high, inclusive = reference
+        above = value > high or (not inclusive and value >= high) or (comparator in (">", ">=") and value >= high)
+        below = not above and comparator not in (">", ">=")
         if above or below:
             return DDimer(
                 above,
@@ -148,22 +154,65 @@ def _qualitative(observation: dict[str, Any]) -> bool | None:
     return None
 
 
-def _reference_high(observation: dict[str, Any], unit: str) -> float | None:
+_RANGE_TEXT = re.compile(
+    r"^\s*(?:(?P<low>[0-9]+(?:\.[0-9]+)?)\s*(?:-|–|to)\s*(?P<high>[0-9]+(?:\.[0-9]+)?)"
+    r"|(?P<op><=|<|≤)\s*(?P<limit>[0-9]+(?:\.[0-9]+)?))\s*(?P<unit>.*?)\s*$"
+)
+
+
+def _range_text(reference: dict[str, Any]) -> tuple[float, bool, str] | None:
+    """A reference range written only as text: "0.00 - 0.49 ug/mL FEU" (up to 0.49), "<0.50 ug/mL FEU"."""
+    text = reference.get("text")
+    match = _RANGE_TEXT.match(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    if match.group("high") is not None:
+        return float(match.group("high")), True, match.group("unit")
+    return float(match.group("limit")), match.group("op") != "<", match.group("unit")
+
+
+def _range_unit(observation: dict[str, Any]) -> str | None:
     for reference in observation.get("referenceRange", []) or []:
-        high = reference.get("high") if isinstance(reference, dict) else None
+        if not isinstance(reference, dict):
+            continue
+        high = reference.get("high")
+        if isinstance(high, dict) and (high.get("unit") or high.get("code")):
+            return str(high.get("unit") or high.get("code"))
+        parsed = _range_text(reference)
+        if parsed is not None and parsed[2]:
+            return parsed[2]
+    return None
+
+
+def _reference_high(observation: dict[str, Any], unit: str) -> tuple[float, bool] | None:
+    """The lab's upper reference limit in the value's unit, and whether the limit itself is normal."""
+    for reference in observation.get("referenceRange", []) or []:
+        if not isinstance(reference, dict):
+            continue
+        high = reference.get("high")
         if isinstance(high, dict) and isinstance(high.get("value"), int | float):
-            high_unit = str(high.get("code") or high.get("unit") or unit)
-            value = float(high["value"])
-            if _normal_unit(high_unit) == _normal_unit(unit):
-                return value
-            converted_high, converted_unit = _to_ng_ml(value, high_unit), _to_ng_ml(1.0, unit)
-            if converted_high is not None and converted_unit:
-                return converted_high / converted_unit
+            limit: tuple[float, bool, str] | None = (
+                float(high["value"]),
+                True,
+                str(high.get("code") or high.get("unit") or unit),
+            )
+        else:
+            limit = _range_text(reference)
+            if limit is not None and not limit[2]:
+                limit = (limit[0], limit[1], unit)
+        if limit is None:
+            continue
+        value, inclusive, high_unit = limit
+        if _normal_unit(high_unit) == _normal_unit(unit):
+            return value, inclusive
+        converted_high, converted_unit = _to_ng_ml(value, high_unit), _to_ng_ml(1.0, unit)
+        if converted_high is not None and converted_unit:
+            return converted_high / converted_unit, inclusive
     return None
 
 
 def _normal_unit(unit: str) -> str:
-    unit = unit.lower().replace("µ", "u").replace("μ", "u")
+    unit = unit.lower().replace("µ", "u").replace("μ", "u").replace("mcg", "ug")
     unit = re.sub(r"\{[^}]*\}", "", unit)
     unit = re.sub(r"\b(feu|ddu)\b", "", unit)
     return unit.replace(" ", "")

@@ -7,6 +7,7 @@ obtain make their facts "not assessed".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from cds_service.clinical.riskfactors import (
     covid19,
     dialysis,
     inpatient,
+    inpatient_recognition,
     is_active,
     is_inpatient_encounter,
     is_surgical,
@@ -55,6 +57,7 @@ from cds_service.clinical.serial import planned_imaging
 from cds_service.clinical.thresholds import PROVOKING_WINDOW_DAYS
 from cds_service.clinical.thrombosis import (
     CONDITION_SETS,
+    duplex_recognition,
     is_venous_duplex,
     read_conditions,
     read_imaging,
@@ -193,6 +196,7 @@ def build_facts(
     for use in anticoagulants + antiplatelets + nsaids:
         if use.matched_by_text:
             notes.append(f"{use.source.reference}: {use.agent} recognised from the drug name, not from a code")
+    unidentified = unidentified_medications(record, lookup, notes)
 
     # --- encounters, procedures, orders --------------------------------------------------------------------------
     # No procedure or encounter rule looks further back than the provoking window before an acute episode.
@@ -220,6 +224,7 @@ def build_facts(
         ),
     )
     service_requests = select("ServiceRequest", lambda s: is_venous_duplex(s.get("code")))
+    _local_codes_by_text(encounters, service_requests, notes)
 
     pregnant, postpartum = pregnancy(conditions, observations, procedures, today=today)
     provoking = provoking_factors(
@@ -237,16 +242,19 @@ def build_facts(
     dvt_condition_resources = [
         c for c in conditions if any(t.source.reference == reference_of(c) for t in dvt.acute + dvt.suspected)
     ]
+    ddimer = newest_ddimer(observations, diagnosis=index, today=today)
+    if ddimer is not None and ddimer.source.how.startswith("text "):
+        notes.append(f"{ddimer.source.reference}: a local code, recognised as a D-dimer by its text")
     facts = ClinicalFacts(
         patient=patient,
         thromboses=thromboses,
         suspected=suspected,
         imaging=imaging,
-        ddimer=newest_ddimer(observations, diagnosis=index, today=today),
+        ddimer=ddimer,
         anticoagulants=anticoagulants,
         antiplatelets=antiplatelets,
         nsaids=nsaids,
-        planned_imaging=planned_imaging(service_requests, imaging, index=index, today=today),
+        planned_imaging=planned_imaging(service_requests, imaging, index=index, today=today, notes=notes),
         provoking=provoking,
         active_cancer=condition_finding(conditions, "condition-active-cancer"),
         metastatic_cancer=condition_finding(conditions, "condition-metastatic-cancer"),
@@ -263,10 +271,46 @@ def build_facts(
         bleeding_conditions=_bleeding_conditions(conditions, procedures, today=today, config=config),
         pulmonary_embolism=_acute_pe(conditions, today=today, config=config),
         interacting_drugs=interacting,
+        unidentified_medications=unidentified,
         data_notes=notes + record.notes,
     )
     _mark_unavailable(facts, unavailable)
     return facts
+
+
+_DRUG_PRODUCT = re.compile(r"\d\s*(?:mg|mcg|µg|g|unit|units|iu|ml|%)\b", re.IGNORECASE)
+
+
+def unidentified_medications(record: PatientRecord, lookup: MedicationLookup, notes: list[str]) -> list[str]:
+    """Current orders whose Medication could not be read (not contained, not included, not fetched) and whose
+    display does not name a drug product: it may be an anticoagulant, so anticoagulation status is unknown."""
+    unknown: list[str] = []
+    for request in record.resources("MedicationRequest"):
+        if not is_current(request):
+            continue
+        missing = lookup.unresolved(request)
+        if missing is None:
+            continue
+        concept, _ = lookup.resolve(request)
+        display = concept.get("text") if isinstance(concept, dict) else None
+        if display and (tx.match_any(concept, MEDICATION_READS) is not None or _DRUG_PRODUCT.search(display)):
+            continue  # named by a drug product ("LISINOPRIL 10 MG TABLET"): read from its name
+        what = display or missing
+        unknown.append(what)
+        notes.append(f"anticoagulant status unknown for {what} (its Medication could not be read)")
+    return unknown
+
+
+def _local_codes_by_text(
+    encounters: list[dict[str, Any]], service_requests: list[dict[str, Any]], notes: list[str]
+) -> None:
+    """Say which local codes were recognised by their words (no site ConceptMap mapped them)."""
+    for encounter in encounters:
+        if inpatient_recognition(encounter) == "text":
+            notes.append(f"{reference_of(encounter)}: a local code, recognised as an inpatient stay by its text")
+    for request in service_requests:
+        if duplex_recognition(request.get("code")) == "title":
+            notes.append(f"{reference_of(request)}: a local code, recognised as a venous duplex order by its title")
 
 
 def _residual_thrombus(imaging: list[ImagingStudy], notes: list[str]) -> None:

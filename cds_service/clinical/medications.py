@@ -102,8 +102,14 @@ def _display(concept: Any, match: tx.Match) -> str:
     return match.display or concept_text(concept)
 
 
+def medication_key(reference: str) -> str:
+    """``Medication/<id>`` of a reference written relative, absolute or versioned."""
+    return "/".join(reference.split("/_history")[0].split("/")[-2:])
+
+
 class MedicationLookup:
-    """Resolves ``medicationReference`` within a request: contained, the record, or the draftOrders bundle."""
+    """Resolves ``medicationReference`` within a request: contained, the record (``_include``d or fetched), or
+    the draftOrders bundle; failing those, the reference's ``display`` (a drug name, matched as text)."""
 
     def __init__(self, medications: list[dict[str, Any]]):
         self._by_ref: dict[str, dict[str, Any]] = {}
@@ -112,22 +118,43 @@ class MedicationLookup:
                 self._by_ref[f"Medication/{med['id']}"] = med
 
     def concept(self, request: dict[str, Any]) -> Any:
+        return self.resolve(request)[0]
+
+    def resolve(self, request: dict[str, Any]) -> tuple[Any, bool]:
+        """(the medication's CodeableConcept or None, whether a referenced Medication was found)."""
         if isinstance(request.get("medicationCodeableConcept"), dict):
-            return request["medicationCodeableConcept"]
+            return request["medicationCodeableConcept"], True
         ref = request.get("medicationReference")
         if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
-            return None
+            display = ref.get("display") if isinstance(ref, dict) else None
+            return ({"text": display} if isinstance(display, str) else None), False
         target = ref["reference"]
         if target.startswith("#"):
             for contained in request.get("contained", []) or []:
                 if isinstance(contained, dict) and contained.get("id") == target[1:]:
-                    return contained.get("code")
-            return None
-        key = "/".join(target.split("/_history")[0].split("/")[-2:])
-        med = self._by_ref.get(key)
+                    return contained.get("code"), True
+            return None, False
+        med = self._by_ref.get(medication_key(target))
         if med is not None:
-            return med.get("code")
-        return {"text": ref["display"]} if isinstance(ref.get("display"), str) else None
+            return med.get("code"), True
+        return ({"text": ref["display"]} if isinstance(ref.get("display"), str) else None), False
+
+    def unresolved(self, request: dict[str, Any]) -> str | None:
+        """What a request's ``medicationReference`` points at when it is in neither the request nor the record:
+        ``Medication/<id>``, or for a logical reference (an identifier, a display only) its words."""
+        ref = request.get("medicationReference")
+        if not isinstance(ref, dict):
+            return None
+        target = ref.get("reference")
+        if not isinstance(target, str):
+            identifier = ref.get("identifier")
+            value = identifier.get("value") if isinstance(identifier, dict) else None
+            label = ref.get("display") or value
+            return f"medication {label}" if isinstance(label, str) and label else "a medication with no reference"
+        if target.startswith("#"):
+            return None
+        key = medication_key(target)
+        return None if key in self._by_ref else key
 
 
 def is_current(request: dict[str, Any]) -> bool:

@@ -103,14 +103,26 @@ class Vein:
         return (self.vein_class, self.name) < (other.vein_class, other.name)
 
 
+def _breadth(vein: Vein) -> int:
+    """0 a vein, 1 a group of one class ("calf muscular vein", "tibial vein"), 2 a group of all distal or all
+    proximal veins."""
+    if vein.specific:
+        return 0
+    if vein.vein_class == VeinClass.DISTAL_UNSPECIFIED or vein.name.split()[0] == "proximal":
+        return 2
+    return 1
+
+
 def distinct_veins(veins: Iterable[Vein]) -> list[Vein]:
-    """Each vein once; a vein group counts only when no vein it includes is named more precisely."""
-    veins = list(veins)
+    """Each vein once; a vein group folds into any more precise vein or group it includes, so one clot recorded
+    as "calf muscular vein" (I82.46-) and as "distal deep veins" (I82.4Z-) is one thrombus, not two veins."""
     found: dict[str, Vein] = {}
-    for vein in veins:
-        if not vein.specific and any(other.specific and vein.covers(other) for other in veins):
+    for vein in sorted(veins, key=_breadth):
+        if vein.name in found:
             continue
-        found.setdefault(vein.name, vein)
+        if not vein.specific and any(vein.covers(kept) for kept in found.values()):
+            continue
+        found[vein.name] = vein
     return list(found.values())
 
 
@@ -295,9 +307,18 @@ class ClinicalFacts:
     bleeding_conditions: dict[str, Finding]  # bleeding-risk factors read from Conditions and history
     pulmonary_embolism: Finding
     interacting_drugs: list[MedicationUse] = field(default_factory=list)  # strong P-gp/CYP3A4 drugs (DOAC caution)
+    unidentified_medications: list[str] = field(default_factory=list)  # current orders whose drug could not be read
     not_assessed: list[str] = field(default_factory=list)  # data gaps, in words
     data_notes: list[str] = field(default_factory=list)  # data-quality notes (text-only codes, invalid resources)
 
     @property
     def anticoagulated(self) -> bool:
         return any(m.intensity != DoseIntensity.PROPHYLACTIC for m in self.anticoagulants)
+
+    @property
+    def anticoagulation_unchecked(self) -> bool:
+        """Whether current anticoagulation could not be checked: medication data missing, or an order whose drug
+        could not be read. A card must then not recommend starting anticoagulation as if none were given."""
+        return bool(self.unidentified_medications) or any(
+            gap.startswith("MedicationRequest ") for gap in self.not_assessed
+        )

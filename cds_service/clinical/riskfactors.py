@@ -95,15 +95,26 @@ def condition_finding(
 
 # --- encounters -------------------------------------------------------------------------------------------------
 def is_inpatient_encounter(encounter: dict[str, Any]) -> bool:
+    return inpatient_recognition(encounter) is not None
+
+
+def inpatient_recognition(encounter: dict[str, Any]) -> str | None:
+    """ "code" when the class or type code says inpatient; "text" when only a local code's display does."""
     klass = encounter.get("class")
     if isinstance(klass, dict) and tx.valueset("encounter-class-inpatient").coding_match(klass) is not None:
-        return True
-    types = encounter.get("type")
-    return (
-        any(tx.valueset("encounter-type-inpatient").match(t) for t in types if isinstance(t, dict))
-        if isinstance(types, list)
-        else False
+        return "code"
+    types = (
+        [t for t in encounter.get("type") or [] if isinstance(t, dict)]
+        if isinstance(encounter.get("type"), list)
+        else []
     )
+    matches = [tx.valueset("encounter-type-inpatient").match(t) for t in types]
+    if any(m is not None and not m.by_text for m in matches):
+        return "code"
+    display = klass.get("display") if isinstance(klass, dict) else None
+    if isinstance(display, str) and tx.valueset("encounter-class-inpatient").text_match(display):
+        return "text"
+    return "text" if any(m is not None for m in matches) else None
 
 
 def _encounter_ref(encounter: dict[str, Any], what: str) -> SourceRef:

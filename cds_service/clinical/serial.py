@@ -2,7 +2,8 @@
 
 Planned: an active or draft ServiceRequest for lower-extremity venous duplex due from the diagnosis up to
 ``IMAGING_PLANNED_WITHIN_DAYS`` ahead (an order without a date counts, and says so), or a repeat study already
-performed after the diagnosing one.
+performed after the diagnosing one that could be read and shows no extension (a repeat study showing extension is
+the extension card's business; one that could not be read proves nothing, and the card says so).
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def order_legs(request: dict[str, Any]) -> Side:
 
 
 def planned_imaging(
-    service_requests: list[dict[str, Any]], imaging: list[ImagingStudy], *, index: date, today: date
+    service_requests: list[dict[str, Any]],
+    imaging: list[ImagingStudy],
+    *,
+    index: date,
+    today: date,
+    notes: list[str] | None = None,
 ) -> list[PlannedImaging]:
     planned = []
     horizon = today + timedelta(days=IMAGING_PLANNED_WITHIN_DAYS.int_value)
@@ -46,9 +52,18 @@ def planned_imaging(
             continue
         how = concept_text(request.get("code")) + ("" if due else "; no date on the order")
         planned.append(PlannedImaging(SourceRef(reference_of(request), due, how), due, order_legs(request)))
-    diagnosing = next((s for s in imaging if s.thromboses), None)
+    diagnosing = next((s for s in imaging if any(t.acute for t in s.thromboses)), None)
     for study in imaging:
         if study is diagnosing or study.when is None or study.when <= index:
+            continue
+        if not study.readable:
+            if notes is not None:
+                notes.append(
+                    f"{study.source.reference}: a repeat ultrasound of {study.when.isoformat()} could not be read, "
+                    "so it was not counted as surveillance (check it for extension)"
+                )
+            continue
+        if study.change == "extension":
             continue
         planned.append(PlannedImaging(study.source, study.when, study.legs_examined, done=True))
     return planned

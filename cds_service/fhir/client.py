@@ -36,6 +36,8 @@ class FhirQuery:
     url: str  # absolute
     resource_type: str
     is_read: bool
+    max_bytes: int | None = None  # a tighter cap than the client's (a Binary report text)
+    accept: str | None = None  # the Accept header when a server needs an exact one (Oracle Health's Binary)
 
 
 @dataclass
@@ -150,7 +152,14 @@ class FhirClient:
                     result.truncated = True
                     result.reason = f"stopped after {self.max_pages} pages"
                     break
-                body = self._get_json(url, base_url=base_url, token=token, deadline=deadline)
+                body = self._get_json(
+                    url,
+                    base_url=base_url,
+                    token=token,
+                    deadline=deadline,
+                    accept=query.accept,
+                    max_bytes=query.max_bytes,
+                )
                 url = self._absorb(query, body, result)
                 result.pages += 1
                 if url is not None:
@@ -201,8 +210,17 @@ class FhirClient:
             raise _Failure("server answered with an OperationOutcome")
         raise _Failure(f"expected a Bundle, got {_kind(kind)}")
 
-    def _get_json(self, url: str, *, base_url: str, token: str | None, deadline: float) -> dict[str, Any]:
-        headers = {"Accept": "application/fhir+json, application/json;q=0.9"}
+    def _get_json(
+        self,
+        url: str,
+        *,
+        base_url: str,
+        token: str | None,
+        deadline: float,
+        accept: str | None = None,
+        max_bytes: int | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Accept": accept or "application/fhir+json, application/json;q=0.9"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         for _ in range(_MAX_REDIRECTS + 1):
@@ -240,7 +258,7 @@ class FhirClient:
                     raise _Failure(f"FHIR server refused access (HTTP {status})")
                 if status >= 400:
                     raise _Failure(f"FHIR server error (HTTP {status})")
-                raw = self._read_capped(response, deadline)
+                raw = self._read_capped(response, deadline, max_bytes or self.max_response_bytes)
             finally:
                 response.release_conn()
             try:
@@ -252,13 +270,13 @@ class FhirClient:
             return body
         raise _Failure("too many redirects")
 
-    def _read_capped(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    def _read_capped(self, response: urllib3.BaseHTTPResponse, deadline: float, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
             for chunk in response.stream(65536):
                 size += len(chunk)
-                if size > self.max_response_bytes:
+                if size > limit:
                     raise _Failure("FHIR server response too large")
                 if time.monotonic() > deadline:
                     raise _Failure("deadline exceeded")

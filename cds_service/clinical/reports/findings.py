@@ -55,16 +55,20 @@ def read_text_findings(
         found.notes.append(f"{label}: its text names no vein and no finding the service could read")
         return found
     _thromboses(found, reading, source=source, legs=legs, recent=recent)
-    found.negative = not found.thromboses and not found.chronic and bool(
-        reading.negative_sides or any(not s.thrombus for s in reading.statements)
+    found.negative = (
+        not found.thromboses
+        and not found.chronic
+        and bool(reading.negative_sides or any(not s.thrombus for s in reading.statements))
     )
     found.uncertain = [SourceRef(source.reference, source.when, "possible thrombus", q) for q in reading.uncertain]
     if reading.limited:
         found.limited = SourceRef(source.reference, source.when, "incomplete study", reading.limited)
+        found.notes.append(f'{label}: an incomplete study ("{reading.limited}"): it cannot exclude a calf DVT')
     if reading.change:
         found.change = reading.change
-        found.change_source = SourceRef(source.reference, source.when, f"report states {reading.change}",
-                                        reading.change_quote)
+        found.change_source = SourceRef(
+            source.reference, source.when, f"report states {reading.change}", reading.change_quote
+        )
     for said in reading.superficial:
         found.notes.append(f'{label}: superficial-vein thrombosis, not DVT ("{said}")')
     for said in reading.uncertain:
@@ -127,7 +131,7 @@ def _thromboses(found: TextFindings, reading: ReportReading, *, source: SourceRe
         )
 
 
-def _pick(statements: list[VeinStatement], attribute: str, choose, evidence: dict[str, str], fact: str):  # noqa: ANN001, ANN202
+def _pick(statements: list[VeinStatement], attribute: str, choose, evidence: dict[str, str], fact: str):
     values = [(getattr(s, attribute), s) for s in statements if getattr(s, attribute) is not None]
     if not values:
         return None

@@ -205,7 +205,6 @@ NEGATION_FORWARD = (
     "interval resolution of",
     "sparing",
     "spares",
-    "normal compressibility of",
     "rules out",
     "ruled out",
 )
@@ -221,14 +220,6 @@ NEGATION_BACKWARD = (
     "compresses normally",
     "compress fully",
     "compresses fully",
-    "normal compressibility",
-    "normal compression",
-    "normal flow",
-    "normal color flow",
-    "normal augmentation",
-    "normal phasicity",
-    "normal phasic flow",
-    "normal spontaneous flow",
     "are normal",
     "is normal",
     "appear normal",
@@ -254,6 +245,19 @@ NEGATION_BACKWARD = (
     "is excluded",
     "excluded",
     "ruled out",
+)
+# Normality said before or after the veins: "normal compressibility of the CFV" / "the CFV shows normal flow".
+NEGATION_BOTH_WAYS = (
+    "normal compressibility",
+    "normal compressibility and augmentation",
+    "normal compressibility, color flow and augmentation",
+    "normal compression",
+    "normal flow",
+    "normal color flow",
+    "normal augmentation",
+    "normal phasicity",
+    "normal phasic flow",
+    "normal spontaneous flow",
 )
 # Phrases that contain a cue but mean something else: ConText's PSEUDO keeps the cue from firing.
 PSEUDO = (
@@ -420,8 +424,6 @@ EXTENSION = (
     "new thrombus",
     "new clot",
     "new dvt",
-    "new nonocclusive",
-    "new occlusive",
     "newly",
     "interval worsening",
     "more extensive",
@@ -455,6 +457,7 @@ RESOLVED = frozenset(
         "has resolved",
         "have resolved",
         "resolution of",
+        "interval resolution of",
         "no residual",
         "is no longer seen",
         "are no longer seen",
@@ -506,10 +509,6 @@ LIMITED_STUDY = (
     "2 point",
     "3-point",
     "three-point",
-    "calf veins were not",
-    "calf veins not",
-    "calf was not",
-    "calf not",
 )
 TERMINATORS = (
     "but",
@@ -524,6 +523,8 @@ TERMINATORS = (
     ";",
     "which",
 )
+# Words that refer a finding to an earlier study: with "new" they say the thrombus is new since then.
+COMPARISON_WORDS = frozenset({"since", "prior", "previous", "previously", "interval", "compared", "comparison", "last"})
 
 # Report section headers (medspaCy sectionizer). IMPRESSION decides; INDICATION and COMPARISON never hold findings.
 SECTIONS: dict[str, tuple[str, ...]] = {

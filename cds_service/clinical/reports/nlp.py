@@ -32,7 +32,7 @@ MEASUREMENT_PATTERN = rf"(?<![\w.]){_NUMBER}(?:\s*(?:x|by|×)\s*{_NUMBER})*\s*(?
 def _quiet_pyrush() -> None:
     """medspaCy imports PyRuSH, which logs every sentence at DEBUG through loguru (report text, i.e. PHI)."""
     try:
-        from loguru import logger  # noqa: PLC0415 - only present as a medspaCy dependency
+        from loguru import logger
 
         logger.disable("PyRuSH")
     except ImportError:  # pragma: no cover - loguru is a medspaCy dependency
@@ -49,31 +49,44 @@ def _variants(term: lx.VeinTerm) -> list[str]:
 
 
 def _line_sentences(doc: Any) -> Any:
-    """Sentence starts: after . ! ? and after every line break (headers and numbered items are lines)."""
-    previous = None
+    """Sentence starts: after . ! ? and at line breaks that end a line of the report (a header, a numbered item,
+    a line ending in punctuation, a blank line). A line that was only wrapped at a fixed width ("occlusive
+    thrombus in / the right peroneal veins") continues its sentence."""
     for i, token in enumerate(doc):
         if i == 0:
             token.is_sent_start = True
-        elif previous is not None and (
-            "\n" in previous.text or previous.text in (".", "!", "?") or previous.text.endswith("\n")
-        ):
+            continue
+        previous = doc[i - 1]
+        if previous.text in (".", "!", "?"):
             token.is_sent_start = True
+        elif "\n" in previous.text or previous.whitespace_.count("\n"):
+            token.is_sent_start = _line_ends_sentence(doc, i)
         else:
             token.is_sent_start = False
-        previous = token
     return doc
 
 
-def _context_rules(ConTextRule: Any) -> list[Any]:  # noqa: N803 - the medspaCy class, passed in
+def _line_ends_sentence(doc: Any, i: int) -> bool:
+    """Whether the line break before token ``i`` ends a sentence rather than wrapping one."""
+    newline = doc[i - 1]
+    if newline.text.count("\n") + newline.whitespace_.count("\n") > 1:
+        return True  # a blank line
+    before = next((doc[j] for j in range(i - 1, -1, -1) if doc[j].text.strip()), None)
+    if before is None or before.text[-1:] in ".:;!?" or before.text.isupper():
+        return True
+    token = doc[i] if doc[i].text.strip() else (doc[i + 1] if i + 1 < len(doc) else doc[i])
+    return not token.text[:1].islower()
+
+
+def _context_rules(ConTextRule: Any) -> list[Any]:
     rules = []
 
     def add(phrases: Iterable[str], category: str, direction: str, **kwargs: Any) -> None:
         rules.extend(ConTextRule(p, category, direction=direction, **kwargs) for p in phrases)
 
-    add(lx.NEGATION_FORWARD, "NEGATED_EXISTENCE", "FORWARD", terminated_by={"TERMINATE"})
-    # A cue written after the veins it clears stops at a comma: "thrombus in the peroneal vein, the popliteal
-    # vein is patent" clears only the popliteal vein.
-    add(lx.NEGATION_BACKWARD, "NEGATED_EXISTENCE", "BACKWARD", terminated_by={"COMMA", "TERMINATE"})
+    add(lx.NEGATION_FORWARD, "NEGATED_EXISTENCE", "FORWARD")
+    add(lx.NEGATION_BACKWARD, "NEGATED_EXISTENCE", "BACKWARD")
+    add(lx.NEGATION_BOTH_WAYS, "NEGATED_EXISTENCE", "BIDIRECTIONAL")
     add(lx.PSEUDO, "PSEUDO", "PSEUDO")
     add(lx.HYPOTHETICAL, "HYPOTHETICAL", "FORWARD")
     add(lx.UNCERTAIN, "POSSIBLE_EXISTENCE", "BIDIRECTIONAL")
@@ -92,19 +105,34 @@ def _context_rules(ConTextRule: Any) -> list[Any]:  # noqa: N803 - the medspaCy 
             max_scope=4,
         )
     )
-    rules.append(ConTextRule("within", "LANDMARK", direction="FORWARD", max_scope=6))
-    for category, phrases in lx.SIDES.items():
-        add(phrases, category, "BIDIRECTIONAL", terminated_by={"TERMINATE"})
+    rules.append(
+        ConTextRule(
+            "within a distance of",
+            "LANDMARK",
+            pattern=rf"within\s+(?:approximately\s+|about\s+)?{_NUMBER}\s*(?:cm|mm)\s+of(?:\s+the)?",
+            direction="FORWARD",
+            max_scope=4,
+        )
+    )
     add(lx.EXTENSION, "EXTENSION", "BIDIRECTIONAL")
     add(lx.UNCHANGED, "UNCHANGED", "BIDIRECTIONAL")
-    add(lx.NOT_SEEN, "NOT_SEEN", "BACKWARD", terminated_by={"COMMA", "TERMINATE"})
+    add(lx.NOT_SEEN, "NOT_SEEN", "BACKWARD")
     add(lx.LIMITED_STUDY, "LIMITED", "BIDIRECTIONAL")
     add(lx.TERMINATORS, "TERMINATE", "TERMINATE")
-    rules.append(ConTextRule(",", "COMMA", direction="TERMINATE"))
+    # A comma that starts a new clause ("thrombus in the peroneal vein, the popliteal vein is patent") ends every
+    # cue's scope; a comma inside a list of veins ("the common femoral, femoral and popliteal veins") does not.
+    rules.append(
+        ConTextRule(
+            "clause comma",
+            "TERMINATE",
+            pattern=r",(?=\s+(?:the|a|an|there|it|this|these|which|with|while|whereas|and the|but)\b)",
+            direction="TERMINATE",
+        )
+    )
     return rules
 
 
-def _section_rules(SectionRule: Any) -> list[Any]:  # noqa: N803 - the medspaCy class, passed in
+def _section_rules(SectionRule: Any) -> list[Any]:
     rules = []
     for category, headers in lx.SECTIONS.items():
         for header in headers:
@@ -119,11 +147,11 @@ def _section_rules(SectionRule: Any) -> list[Any]:  # noqa: N803 - the medspaCy 
 def pipeline() -> Any:
     """The report pipeline (cached for the process)."""
     _quiet_pyrush()
-    import medspacy  # noqa: PLC0415 - heavy (spaCy); imported when the first report is read or at warm-up
-    from medspacy.context import ConTextRule  # noqa: PLC0415
-    from medspacy.ner import TargetRule  # noqa: PLC0415
-    from medspacy.section_detection import SectionRule  # noqa: PLC0415
-    from spacy.language import Language  # noqa: PLC0415
+    import medspacy
+    from medspacy.context import ConTextRule
+    from medspacy.ner import TargetRule
+    from medspacy.section_detection import SectionRule
+    from spacy.language import Language
 
     if "dvt_line_sentences" not in Language.factories:
         Language.component("dvt_line_sentences", func=_line_sentences)
@@ -134,7 +162,9 @@ def pipeline() -> Any:
 
     targets = []
     for term in lx.DEEP_VEINS:
-        targets.extend(TargetRule(form, "VEIN", attributes=None, metadata={"vein": term.key}) for form in _variants(term))
+        targets.extend(
+            TargetRule(form, "VEIN", attributes=None, metadata={"vein": term.key}) for form in _variants(term)
+        )
     targets.extend(TargetRule(p, "SUPERFICIAL") for p in lx.SUPERFICIAL_VEINS)
     targets.extend(TargetRule(p, "SUPERFICIAL_THROMBUS") for p in lx.SUPERFICIAL_THROMBOSIS)
     targets.extend(TargetRule(p, "NOT_VEIN") for p in lx.NOT_VEINS)

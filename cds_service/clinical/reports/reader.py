@@ -18,13 +18,13 @@ stated dimension) is reported as not read, never guessed. Every statement keeps 
 
 from __future__ import annotations
 
-import re
 import copy
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from cds_service.clinical.model import Side, VeinClass
+from cds_service.clinical.model import Side, Vein, VeinClass
 from cds_service.clinical.reports import lexicon as lx
 from cds_service.clinical.reports import nlp
 
@@ -133,7 +133,7 @@ def _read_cached(text: str) -> ReportReading:
             continue
         context_side = _side_context(side_headers, sent, doc)
         said = _Sentence(sent, section, context_side)
-        statements = said.statements(reading)
+        statements = said.statements(reading, follows_a_finding=any(s.thrombus for s in previous))
         if statements:
             by_section.setdefault(section, []).extend(statements)
         for side in said.negative_sides():
@@ -192,12 +192,37 @@ class _Sentence:
         self.superficial_diagnoses = [e for e in ents if e.label_ == "SUPERFICIAL_THROMBUS"]
         self.thrombi = [e for e in ents if e.label_ == "THROMBUS"]
         self.measurements = [e for e in ents if e.label_ == "MEASUREMENT"]
-        self.modifiers = {_key(e): _categories(e) for e in ents}
+        self.modifiers = {_key(e): e._.modifiers for e in ents}
         self.sentence_cues = _sentence_cues(sent)
+        self.side_words = _side_words(sent)
 
-    # --- thrombus words ------------------------------------------------------------------------------------------
+    # --- what ConText says of one entity -------------------------------------------------------------------------
+    def cats(self, ent: Any) -> set[str]:
+        """The categories modifying ``ent``; a negation is dropped when a thrombus asserted between the cue and
+        the vein belongs to another clause ("the peroneal vein is thrombosed with normal compressibility of the
+        posterior tibial veins" clears only the posterior tibial veins)."""
+        found: set[str] = set()
+        for modifier in self.modifiers[_key(ent)]:
+            category = modifier.category
+            start, end = modifier.modifier_span
+            if category == "UNCHANGED":
+                text = ent.doc[start:end].text.lower()
+                if text.startswith(("no ", "without ")) and end <= ent.start:
+                    found.add("NEGATED_EXISTENCE")  # "without extension into the popliteal vein"
+            if category == "NEGATED_EXISTENCE" and ent.label_ == "VEIN" and self._asserted_between(ent, start, end):
+                continue
+            found.add(category)
+        return found
+
+    def _asserted_between(self, ent: Any, start: int, end: int) -> bool:
+        low, high = (end, ent.start) if end <= ent.start else (ent.end, start)
+        for thrombus in self.thrombi:
+            if low <= thrombus.start and thrombus.end <= high and self._kind(thrombus) == "positive":
+                return True
+        return False
+
     def _kind(self, ent: Any) -> str:
-        cats = self.modifiers[_key(ent)]
+        cats = {m.category for m in self.modifiers[_key(ent)]}
         if "NEGATED_EXISTENCE" in cats or "NOT_SEEN" in cats:
             return "negated"
         if "HYPOTHETICAL" in cats:
@@ -213,22 +238,23 @@ class _Sentence:
         return [t for t in self.thrombi if self._kind(t) == "positive"]
 
     # --- statements ----------------------------------------------------------------------------------------------
-    def statements(self, reading: ReportReading) -> list[VeinStatement]:
+    def statements(self, reading: ReportReading, *, follows_a_finding: bool = False) -> list[VeinStatement]:
         positive = self.positive_thrombi
         uncertain = [t for t in self.thrombi if self._kind(t) == "uncertain"]
         negated = [t for t in self.thrombi if self._kind(t) == "negated"]
-        # "Interval propagation into the popliteal vein": a repeat study's extension cue asserts thrombus too.
-        asserts = bool(positive) or ("EXTENSION" in self.sentence_cues and not negated and not uncertain)
+        # "Interval propagation into the popliteal vein" (a repeat study's extension cue) and a worksheet's
+        # "Right peroneal vein: occlusive." assert thrombus without a thrombus word.
+        implied = not negated and not uncertain and not self.thrombi
+        asserts = bool(positive) or (implied and bool({"EXTENSION", "OCCLUSIVE", "NONOCCLUSIVE"} & self.sentence_cues))
         found: list[VeinStatement] = []
         deep_thrombosed = False
         for vein in self.veins:
             key = nlp.vein_key(vein)
-            cats = self.modifiers[_key(vein)]
+            cats = self.cats(vein)
             if key is None or "LANDMARK" in cats:
                 continue
             if "NOT_SEEN" in cats and not asserts:
-                if "NEGATED_EXISTENCE" not in cats and self.section not in lx.NOT_FINDINGS:
-                    reading.limited = reading.limited or self.quote
+                reading.limited = reading.limited or self.quote
                 continue
             if "NEGATED_EXISTENCE" in cats:
                 found.append(self._statement(vein, key, thrombus=False))
@@ -242,19 +268,18 @@ class _Sentence:
             if asserts:
                 found.append(self._statement(vein, key, thrombus=True))
                 deep_thrombosed = True
-            elif negated:
-                found.append(self._statement(vein, key, thrombus=False))
+            elif self._cleared_after(vein, negated):
+                found.append(self._statement(vein, key, thrombus=False))  # "X is free of thrombus"
+        found = _fold_groups(found)
         superficial_said = any(
-            not {"NEGATED_EXISTENCE", "HYPOTHETICAL", "POSSIBLE_EXISTENCE"} & set(self.modifiers[_key(e)])
+            not {"NEGATED_EXISTENCE", "HYPOTHETICAL", "POSSIBLE_EXISTENCE"} & self.cats(e)
             for e in self.superficial_diagnoses
-        )
+        ) or (positive and any("NEGATED_EXISTENCE" not in self.cats(e) for e in self.superficial))
         if superficial_said and self.quote not in reading.superficial:
             reading.superficial.append(self.quote)
-        if positive and self.superficial and not deep_thrombosed:
-            if self.quote not in reading.superficial:
-                reading.superficial.append(self.quote)
-        elif positive and not deep_thrombosed:
-            # Thrombus said of no deep vein: "acute DVT of the left lower extremity".
+        if positive and not deep_thrombosed and not self.superficial and not follows_a_finding:
+            # Thrombus said of no deep vein: "acute DVT of the left lower extremity". A sentence that only goes on
+            # about a thrombus just named ("The thrombus measures 5 cm") adds to that one instead.
             found.append(self._unlocated(positive))
         elif uncertain and not asserts and not self.veins and self.quote not in reading.uncertain:
             reading.uncertain.append(self.quote)
@@ -262,14 +287,37 @@ class _Sentence:
             reading.limited = self.quote
         return found
 
+    def _cleared_after(self, vein: Any, negated: list[Any]) -> bool:
+        """The vein is the subject a later negation speaks of: "the right PTVs are negative for thrombus"."""
+        stops = [m.modifier_span[0] for m in self._terminators()]
+        for thrombus in negated:
+            for modifier in self.modifiers[_key(thrombus)]:
+                start = modifier.modifier_span[0]
+                if (
+                    modifier.category == "NEGATED_EXISTENCE"
+                    and vein.end <= start
+                    and not any(vein.end <= stop < start for stop in stops)
+                ):
+                    return True
+        return False
+
+    def _terminators(self) -> list[Any]:
+        graph = getattr(self.sent.doc._, "context_graph", None)
+        modifiers = graph.modifiers if graph is not None else []
+        return [
+            m for m in modifiers if m.category == "TERMINATE" and self.sent.start <= m.modifier_span[0] < self.sent.end
+        ]
+
     def negative_sides(self) -> list[Side]:
-        """"No DVT" said of a leg or the study as a whole (no particular vein named)."""
-        if self.veins or self.positive_thrombi:
-            return []
+        """ "No DVT" said of a leg or the whole study: a negated thrombus word whose cue clears no vein."""
+        sides = []
         negated = [t for t in self.thrombi if self._kind(t) == "negated"]
-        if not negated:
-            return []
-        return [self._side(negated[0]) or Side.UNKNOWN]
+        if any("NEGATED_EXISTENCE" in self.cats(v) or self._cleared_after(v, negated) for v in self.veins):
+            return sides  # "the femoral vein shows normal flow without thrombus": said of the veins named
+        for thrombus in self.thrombi:
+            if self._kind(thrombus) == "negated":
+                sides.append(self._side(thrombus) or Side.UNKNOWN)
+        return sides
 
     def _statement(self, vein: Any, key: str, *, thrombus: bool) -> VeinStatement:
         term = _VEINS[key]
@@ -278,7 +326,7 @@ class _Sentence:
             vein=key,
             vein_class=term.vein_class,
             specific=term.specific,
-            side=self._side(vein, *self.positive_thrombi) or Side.UNKNOWN,
+            side=self._side(vein) or Side.UNKNOWN,
             thrombus=thrombus,
             section=self.section,
             quote=self.quote,
@@ -300,16 +348,19 @@ class _Sentence:
         )
 
     def _side(self, *ents: Any) -> Side | None:
+        """The side word nearest the entity in its sentence; else the leg a "RIGHT:" line set."""
+        best: tuple[int, Side] | None = None
         for ent in ents:
-            sides = [c for c in self.modifiers[_key(ent)] if c in _SIDE_OF]
-            if len(set(sides)) == 1:
-                return _SIDE_OF[sides[0]]
-            if len(set(sides)) > 1:
-                return _nearest_side(ent)
+            for start, end, side in self.side_words:
+                distance = ent.start - end if end <= ent.start else (start - ent.end if start >= ent.end else 0)
+                if best is None or distance < best[0]:
+                    best = (distance, side)
+            if best is not None:
+                return best[1]
         return self.context_side
 
     def _chronic(self, ents: list[Any]) -> bool | None:
-        cats = {c for e in ents for c in self.modifiers[_key(e)]}
+        cats = {c for e in ents for c in self.cats(e)}
         if "ACUTE" in cats or "EXTENSION" in cats:
             return False
         if "CHRONIC" in cats:
@@ -317,7 +368,7 @@ class _Sentence:
         return None
 
     def _occlusive(self, ents: list[Any]) -> bool | None:
-        cats = {c for e in ents for c in self.modifiers[_key(e)]}
+        cats = {c for e in ents for c in self.cats(e)}
         if "NONOCCLUSIVE" in cats:
             return False
         if "OCCLUSIVE" in cats:
@@ -367,11 +418,14 @@ class _Sentence:
         found = []
         cats = self.sentence_cues
         negated = any(self._kind(t) == "negated" for t in self.thrombi)
-        if "EXTENSION" in cats and not negated:
+        texts = self.sentence_cue_texts
+        words = {t.lower_ for t in self.sent}
+        new_since = "new" in texts and bool(words & lx.COMPARISON_WORDS) and "UNCHANGED" not in cats
+        if ("EXTENSION" in cats or new_since) and not negated:
             found.append("extension")
         if "UNCHANGED" in cats:
             found.append("unchanged")
-        if self.sentence_cue_texts & lx.RESOLVED:
+        if texts & lx.RESOLVED:
             found.append("resolved")
         return found
 
@@ -387,20 +441,35 @@ class _Sentence:
         }
 
 
+def _side_words(sent: Any) -> list[tuple[int, int, Side]]:
+    """Where the sentence names a leg: (start, end, side) token spans of "right", "LLE", "bilateral", ..."""
+    found = []
+    tokens = [t.lower_ for t in sent]
+    for category, phrases in lx.SIDES.items():
+        side = _SIDE_OF[category]
+        for phrase in phrases:
+            words = phrase.split()
+            for i in range(len(tokens) - len(words) + 1):
+                if tokens[i : i + len(words)] == words:
+                    found.append((sent.start + i, sent.start + i + len(words), side))
+    return found
+
+
+def _fold_groups(statements: list[VeinStatement]) -> list[VeinStatement]:
+    """A vein group named beside a vein it contains ("the muscular veins of the calf") is that vein."""
+    veins = [Vein(s.vein, s.vein_class, specific=s.specific) for s in statements if s.vein]
+    kept = []
+    for statement in statements:
+        if statement.vein and not statement.specific:
+            group = Vein(statement.vein, statement.vein_class, specific=False)
+            if any(other.name != group.name and group.covers(other) for other in veins):
+                continue
+        kept.append(statement)
+    return kept
+
+
 def _key(ent: Any) -> tuple[int, int, str]:
     return ent.start, ent.end, ent.label_
-
-
-def _categories(ent: Any) -> list[str]:
-    """ConText categories of an entity; "no extension into X" / "without propagation to X" also negate X."""
-    found = []
-    for modifier in ent._.modifiers:
-        found.append(modifier.category)
-        if modifier.category == "UNCHANGED":
-            text = ent.doc[modifier.modifier_span[0] : modifier.modifier_span[1]].text.lower()
-            if text.startswith(("no ", "without ")) and modifier.modifier_span[1] <= ent.start:
-                found.append("NEGATED_EXISTENCE")
-    return found
 
 
 def _without_header(sent: Any) -> str:
@@ -420,17 +489,6 @@ def _sentence_cues(sent: Any) -> set[str]:
     if graph is None:
         return set()
     return {m.category for m in graph.modifiers if sent.start <= m.modifier_span[0] < sent.end}
-
-
-def _nearest_side(ent: Any) -> Side | None:
-    best: tuple[int, Side] | None = None
-    for modifier in ent._.modifiers:
-        if modifier.category in _SIDE_OF:
-            start, end = modifier.modifier_span
-            distance = min(abs(start - ent.end), abs(ent.start - end))
-            if best is None or distance < best[0]:
-                best = (distance, _SIDE_OF[modifier.category])
-    return best[1] if best else None
 
 
 def _values(text: str) -> list[float] | None:

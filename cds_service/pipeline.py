@@ -87,6 +87,7 @@ class CallPipeline:
                 fhir_server=request.fhirServer,
                 access_token=request.access_token,
                 deadline=deadline,
+                today=self._clock().date(),
             )
             self._follow_up(record, context, request, deadline)
             fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)

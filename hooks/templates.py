@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from cds_service.clinical.ddimer import DDIMER_SETS
 from cds_service.clinical.facts import LAB_SETS, ULTRASOUND_SETS
-from cds_service.clinical.terminology import codes_of, valueset
+from cds_service.clinical.terminology import codes_of, query_systems, valueset
 from cds_service.fhir.prefetch import PrefetchKey
 
 
 def _codes(*valuesets: str) -> str:
-    """system|code tokens of every enumerated code of the value sets (keyword rules cannot be searched)."""
+    """system|code tokens of every enumerated code of the value sets, under every spelling of its system (keyword
+    rules cannot be searched)."""
     tokens = dict.fromkeys(
-        f"{system}|{code}" for vs in valuesets for system in valueset(vs).include for code in codes_of(vs, system)
+        f"{spelling}|{code}"
+        for vs in valuesets
+        for system in valueset(vs).include
+        for code in codes_of(vs, system)
+        for spelling in query_systems(system)
     )
     return ",".join(tokens)
 
@@ -33,10 +38,36 @@ ULTRASOUND = PrefetchKey("ultrasound", "Observation?patient={{context.patientId}
 ULTRASOUND_REPORTS = PrefetchKey(
     "ultrasoundReports", "DiagnosticReport?patient={{context.patientId}}&code=" + _DUPLEX + "&_sort=-date"
 )
+# Epic and Oracle Health code imaging reports locally (an Epic procedure id, a code set 72 event code): found by
+# category and read by title (KNOWLEDGE.md §2b). US Core's Radiology and Cardiology categories (LOINC LP29684-5,
+# LP29708-2; vascular labs file under either) and HL7 v2-0074 RAD, RUS, VUS, IMG (VENDOR-SHAPES.md §1, §2, §4).
+IMAGING_CATEGORIES = (
+    "http://loinc.org|LP29684-5",
+    "http://loinc.org|LP29708-2",
+    "http://terminology.hl7.org/CodeSystem/v2-0074|RAD",
+    "http://terminology.hl7.org/CodeSystem/v2-0074|RUS",
+    "http://terminology.hl7.org/CodeSystem/v2-0074|VUS",
+    "http://terminology.hl7.org/CodeSystem/v2-0074|IMG",
+)
+IMAGING_REPORT_DAYS = 730  # reports older than two years add nothing a coded history (Z86.718) does not
+IMAGING_REPORTS = PrefetchKey(
+    "imagingReports",
+    "DiagnosticReport?patient={{context.patientId}}&category="
+    + ",".join(IMAGING_CATEGORIES)
+    + "&_sort=-date&_count=50",
+    fetch_since_days=IMAGING_REPORT_DAYS,
+    fetch_pages=1,
+)
 LABS = PrefetchKey(
     "labs", "Observation?patient={{context.patientId}}&code=" + _codes(*LAB_SETS) + "&_sort=-date&_count=200"
 )
-MEDICATIONS = PrefetchKey("medications", "MedicationRequest?patient={{context.patientId}}&status=active,on-hold")
+# US Core: a server that references Medications SHALL support _include for them; with it the drug of an Epic
+# order (medicationReference) arrives in the same answer. Beyond the 2.0 query list, and said so in the README;
+# a client that cannot include omits the key's Medications and the service reads them itself.
+MEDICATIONS = PrefetchKey(
+    "medications",
+    "MedicationRequest?patient={{context.patientId}}&status=active,on-hold&_include=MedicationRequest:medication",
+)
 ENCOUNTERS = PrefetchKey("encounters", "Encounter?patient={{context.patientId}}&_sort=-date&_count=100")
 PROCEDURES = PrefetchKey("procedures", "Procedure?patient={{context.patientId}}&_sort=-date&_count=100")
 IMAGING_ORDERS = PrefetchKey("imagingOrders", "ServiceRequest?patient={{context.patientId}}&code=" + _DUPLEX)
@@ -48,6 +79,7 @@ PATIENT_DATA: tuple[PrefetchKey, ...] = (
     DDIMER,
     ULTRASOUND,
     ULTRASOUND_REPORTS,
+    IMAGING_REPORTS,
     LABS,
     MEDICATIONS,
     ENCOUNTERS,

@@ -35,9 +35,7 @@ class FollowUps:
 def needed_reads(record: PatientRecord, drafts: list[dict[str, Any]] | None = None) -> FollowUps:
     needs = FollowUps()
     reports = [
-        r
-        for r in record.resources("DiagnosticReport")
-        if r.get("status") in _FINAL and is_venous_duplex(r.get("code"))
+        r for r in record.resources("DiagnosticReport") if r.get("status") in _FINAL and is_venous_duplex(r.get("code"))
     ]
     reports.sort(key=lambda r: parse_date(r.get("effectiveDateTime")) or observation_date(r) or parse_date("0001"))
     for report in reversed(reports[-MAX_REPORTS:]):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.clinical import terminology as tx
-from cds_service.clinical.fhirdata import concept_text, parse_date, reference_of
+from cds_service.clinical.fhirdata import concept_codes, concept_text, parse_date, reference_of
 from cds_service.clinical.model import DoseIntensity, MedicationUse, SourceRef
 from cds_service.clinical.thresholds import PROPHYLACTIC_DAILY_DOSE
 
@@ -221,20 +221,27 @@ def strength_of(display: str) -> tuple[float, str] | None:
 
 
 def _dose(request: dict[str, Any], drug: DrugMatch, weight_kg: float | None) -> tuple[float | None, float | None, str]:
-    """(amount per administration in mg or units, administrations per day, the dose in words)."""
+    """(amount per administration in mg or units, administrations per day, the dose in words).
+
+    Structured ``doseAndRate`` and ``timing`` first (Epic sends three typed doses: calculated, admin-amount and
+    ordered — the ordered one is the order); what they leave out is read from the dosage text ("40 mg,
+    Subcutaneous, Daily", "5 mg BID", "1 mg/kg q12h"), so a prophylactic dose written only in words is read as
+    prophylactic."""
     dosages = [d for d in request.get("dosageInstruction", []) or [] if isinstance(d, dict)]
     if not dosages:
         return None, None, "no dosage instructions"
     # The first phase of a multi-phase regimen is the most intense; judge intensity by the maintenance
     # (last) phase so a loading phase does not hide a prophylactic maintenance dose, and vice versa.
     dosage = sorted(dosages, key=lambda d: d.get("sequence", 0) if isinstance(d.get("sequence"), int) else 0)[-1]
-    text = dosage.get("text") if isinstance(dosage.get("text"), str) else ""
+    text = " ".join(
+        t for t in (dosage.get("text"), dosage.get("patientInstruction")) if isinstance(t, str) and t.strip()
+    )
     per_day = _per_day(dosage.get("timing"))
     amount: float | None = None
-    for dose_rate in dosage.get("doseAndRate", []) or []:
-        quantity = dose_rate.get("doseQuantity") if isinstance(dose_rate, dict) else None
+    for dose_rate in _dose_rates(dosage):
+        quantity = dose_rate.get("doseQuantity")
         if not isinstance(quantity, dict):
-            rng = dose_rate.get("doseRange") if isinstance(dose_rate, dict) else None
+            rng = dose_rate.get("doseRange")
             quantity = rng.get("high") if isinstance(rng, dict) else None
         if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
             amount = _amount(
@@ -244,8 +251,73 @@ def _dose(request: dict[str, Any], drug: DrugMatch, weight_kg: float | None) -> 
                 weight_kg,
             )
             break
+    if text and (amount is None or per_day is None):
+        text_amount, text_per_day = dose_from_text(text, weight_kg)
+        amount = amount if amount is not None else text_amount
+        per_day = per_day if per_day is not None else text_per_day
     words = text or (f"{amount:g} per dose, {per_day:g}/day" if amount is not None and per_day else "dose not coded")
     return amount, per_day, words
+
+
+def _dose_rates(dosage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The doseAndRate entries, the one typed "ordered" first (Epic: calculated, admin-amount, ordered)."""
+    rates = [r for r in dosage.get("doseAndRate", []) or [] if isinstance(r, dict)]
+
+    def ordered(rate: dict[str, Any]) -> bool:
+        return (
+            "ordered" in {c.lower() for c in concept_codes(rate.get("type"))}
+            or concept_text(rate.get("type")).lower() == "ordered"
+        )
+
+    return sorted(rates, key=lambda r: not ordered(r))
+
+
+_TEXT_DOSE = re.compile(
+    r"(?<![\w.])(\d+(?:\.\d+)?)\s*(mg/kg|units?/kg|iu/kg|mg|units?|iu|mcg)\b(?!\s*/\s*ml\b)",
+    re.IGNORECASE,
+)
+_TEXT_TOTAL = re.compile(r"\((\d+(?:\.\d+)?)\s*(mg|units?)\s+total\)", re.IGNORECASE)
+_TIMES = r"(?: (?:a |per )?day| daily| a day)"
+_TEXT_FREQUENCIES: tuple[tuple[re.Pattern[str], float], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), per_day)
+    for pattern, per_day in (
+        (rf"\b(?:bid|b\.i\.d\.?|twice{_TIMES}|2 times{_TIMES})\b", 2),
+        (rf"\b(?:tid|t\.i\.d\.?|three times{_TIMES}|3 times{_TIMES})\b", 3),
+        (rf"\b(?:qid|q\.i\.d\.?|four times{_TIMES}|4 times{_TIMES})\b", 4),
+        (
+            r"\b(?:qd|q\.d\.?|daily|once (?:a |per )?day|once daily|every day|nightly|at bedtime|qhs|q ?am|q ?pm"
+            r"|every (?:morning|evening))\b",
+            1,
+        ),
+    )
+)
+_EVERY_HOURS = re.compile(r"\b(?:q|every)\s*(\d+)\s*(?:\(\w+\)\s*)?(?:h|hr|hrs|hour|hours)\b", re.IGNORECASE)
+_EVERY_DAYS = re.compile(r"\bevery\s+(\d+)\s*(?:\(\w+\)\s*)?days?\b", re.IGNORECASE)
+
+
+def dose_from_text(text: str, weight_kg: float | None) -> tuple[float | None, float | None]:
+    """(amount per administration in mg or units, administrations per day) read from a dosage's words."""
+    amount: float | None = None
+    total = _TEXT_TOTAL.search(text)  # Epic: "Take 1 tablet (80 mg total) by mouth ..."
+    match = total or _TEXT_DOSE.search(text)
+    if match is not None:
+        value, unit = float(match.group(1)), match.group(2).lower()
+        if unit.endswith("/kg"):
+            amount = value * weight_kg if weight_kg else None
+        elif unit == "mcg":
+            amount = value / 1000
+        else:
+            amount = value
+    per_day: float | None = None
+    hours = _EVERY_HOURS.search(text)
+    days = _EVERY_DAYS.search(text)
+    if hours and float(hours.group(1)) > 0:
+        per_day = 24 / float(hours.group(1))
+    elif days and float(days.group(1)) > 0:
+        per_day = 1 / float(days.group(1))
+    else:
+        per_day = next((n for pattern, n in _TEXT_FREQUENCIES if pattern.search(text)), None)
+    return amount, per_day
 
 
 def _amount(value: float, unit: str, display: str, weight_kg: float | None) -> float | None:
@@ -296,8 +368,13 @@ def _days(duration: Any) -> float | None:
     return float(duration["value"]) * factor if factor else None
 
 
+_TEXT_DURATION = re.compile(r"\b(?:for|x|×)\s*(\d+)\s*(day|days|week|weeks|wk|wks|month|months|mo)\b", re.IGNORECASE)
+
+
 def duration_days(request: dict[str, Any]) -> int | None:
-    """Total intended duration: summed dosage phases (boundsDuration/boundsPeriod), else the supply."""
+    """The intended length of treatment: summed dosage phases (``boundsDuration``/``boundsPeriod``), else a length
+    the dosage text states ("for 3 months"). A dispense supply (``expectedSupplyDuration``, refills) is what the
+    pharmacy hands out, not how long to treat, and is never read as a treatment duration."""
     phases = []
     for dosage in request.get("dosageInstruction", []) or []:
         repeat = (dosage.get("timing") or {}).get("repeat") if isinstance(dosage, dict) else None
@@ -312,12 +389,18 @@ def duration_days(request: dict[str, Any]) -> int | None:
         phases.append(days)
     if phases and all(p is not None for p in phases):
         return round(sum(p for p in phases if p is not None))
-    supply = (request.get("dispenseRequest") or {}).get("expectedSupplyDuration")
-    days = _days(supply)
-    if days is not None:
-        repeats = (request.get("dispenseRequest") or {}).get("numberOfRepeatsAllowed") or 0
-        return round(days * (1 + int(repeats)))
-    return None
+    stated = [
+        _TEXT_DURATION.search(d["text"])
+        for d in request.get("dosageInstruction", []) or []
+        if isinstance(d, dict) and isinstance(d.get("text"), str)
+    ]
+    total = 0.0
+    for match in stated:
+        if match is None:
+            return None
+        unit = {"day": "d", "days": "d", "week": "wk", "weeks": "wk", "wks": "wk", "month": "mo", "months": "mo"}
+        total += int(match.group(1)) * _DAYS_PER_UNIT[unit.get(match.group(2).lower(), match.group(2).lower())]
+    return round(total) if stated else None
 
 
 def current_uses(

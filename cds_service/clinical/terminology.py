@@ -48,6 +48,18 @@ _SYSTEM_ALIASES = {
     "http://www.ama-assn.org/go/cpt/": CPT,
     "urn:oid:2.16.840.1.113883.5.4": ACT_CODE,
     "http://hl7.org/fhir/v3/ActCode": ACT_CODE,
+    # MIMIC-IV on FHIR writes ICD-10-CM (undotted) under its own systems (docs/clinical/VENDOR-SHAPES.md §3).
+    "http://mimic.mit.edu/fhir/mimic/CodeSystem/mimic-diagnosis-icd10": ICD10CM,
+    "http://fhir.mimic.mit.edu/CodeSystem/mimic-diagnosis-icd10": ICD10CM,
+    "http://fhir.mimic.mit.edu/CodeSystem/diagnosis-icd10": ICD10CM,
+}
+# The spellings a FHIR server may have stored a code under, asked for in code-filtered queries so a server that
+# matches systems literally still returns them (Epic sends CPT under its OID, for instance).
+_QUERY_SPELLINGS = {
+    CPT: ("urn:oid:2.16.840.1.113883.6.12",),
+    ICD10CM: ("urn:oid:2.16.840.1.113883.6.90",),
+    SNOMED: ("urn:oid:2.16.840.1.113883.6.96",),
+    RXNORM: ("urn:oid:2.16.840.1.113883.6.88",),
 }
 
 _ICD_NO_DOT = re.compile(r"^([A-Z][0-9][0-9A-Z])([0-9A-Z]{1,4})$")
@@ -57,6 +69,11 @@ def canonical_system(system: object) -> str:
     if not isinstance(system, str) or not system:
         return ""
     return _SYSTEM_ALIASES.get(system, system)
+
+
+def query_systems(system: str) -> tuple[str, ...]:
+    """The canonical system URI and the other spellings servers store it under."""
+    return (system, *_QUERY_SPELLINGS.get(system, ()))
 
 
 def normalize_code(system: str, code: str) -> str:

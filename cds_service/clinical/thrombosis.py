@@ -256,16 +256,23 @@ def is_venous_duplex(concept: Any) -> bool:
 
 
 def duplex_recognition(concept: Any) -> str | None:
-    """"code" when a code says venous duplex of the leg; "title" when only the words do (a local code)."""
+    """ "code" when a code says venous duplex of the leg; "title" when only the words do (a local code)."""
     if tx.valueset("venous-duplex-lower-extremity").match(concept) is not None:
         return "code"
     limited = tx.valueset("venous-ultrasound-limited").match(concept)
     if limited is not None and not limited.by_text:
         return "code"
     title = concept_text(concept)
-    texts = [title] + [
-        c["display"] for c in (concept.get("coding") or []) if isinstance(c, dict) and isinstance(c.get("display"), str)
-    ] if isinstance(concept, dict) else []
+    texts = (
+        [title]
+        + [
+            c["display"]
+            for c in (concept.get("coding") or [])
+            if isinstance(c, dict) and isinstance(c.get("display"), str)
+        ]
+        if isinstance(concept, dict)
+        else []
+    )
     if any(is_duplex_title(t) for t in texts if t):
         return "title"
     return None

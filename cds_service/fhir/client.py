@@ -38,6 +38,7 @@ class FhirQuery:
     is_read: bool
     max_bytes: int | None = None  # a tighter cap than the client's (a Binary report text)
     accept: str | None = None  # the Accept header when a server needs an exact one (Oracle Health's Binary)
+    max_pages: int | None = None  # fewer pages than the client's bound (a query asking only for the newest)
 
 
 @dataclass
@@ -148,9 +149,11 @@ class FhirClient:
                     result.truncated = True
                     result.reason = "next link outside fhirServer not followed"
                     break
-                if result.pages >= self.max_pages:
-                    result.truncated = True
-                    result.reason = f"stopped after {self.max_pages} pages"
+                page_limit = min(self.max_pages, query.max_pages or self.max_pages)
+                if result.pages >= page_limit:
+                    if query.max_pages is None or page_limit < query.max_pages:
+                        result.truncated = True
+                        result.reason = f"stopped after {page_limit} pages"
                     break
                 body = self._get_json(
                     url,

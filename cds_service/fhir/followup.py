@@ -61,8 +61,9 @@ def read_followups(
         )
     if allowed and fhir_server is not None:
         queries.extend(
-            FhirQuery(key=f"medication:{ref}", url=absolute_url(fhir_server, ref), resource_type="Medication",
-                      is_read=True)
+            FhirQuery(
+                key=f"medication:{ref}", url=absolute_url(fhir_server, ref), resource_type="Medication", is_read=True
+            )
             for ref in medications
         )
     if not queries:
@@ -73,8 +74,10 @@ def read_followups(
         if query.resource_type == "Binary":
             url = query.key.removeprefix("attachment:")
             if result is None or not result.ok or result.not_found or not result.resources:
-                reason = "not found" if result is not None and result.not_found else (
-                    result.reason if result is not None and result.reason else "not read"
+                reason = (
+                    "not found"
+                    if result is not None and result.not_found
+                    else (result.reason if result is not None and result.reason else "not read")
                 )
                 record.attachments[url] = Attachment(url, reason=reason)
             else:

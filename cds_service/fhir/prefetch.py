@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -48,6 +49,10 @@ class PrefetchKey:
     name: str
     template: str
     required: bool = False
+    # When the service runs the query itself it may bound it tighter than a CDS Hooks 2.0 template can (no
+    # relative dates in 2.0 tokens): only results dated within this many days, and at most this many pages.
+    fetch_since_days: int | None = None
+    fetch_pages: int | None = None
 
     @property
     def resource_type(self) -> str:
@@ -114,6 +119,7 @@ class PrefetchResolver:
         fhir_server: str | None,
         access_token: str | None,
         deadline: float,
+        today: date | None = None,
     ) -> PatientRecord:
         record = PatientRecord(patient_id=patient_id)
         sent = prefetch or {}
@@ -146,9 +152,10 @@ class PrefetchResolver:
                 queries = [
                     FhirQuery(
                         key=s.key.name,
-                        url=_absolute(fhir_server, s.fetch_url or ""),
+                        url=_absolute(fhir_server, _bounded(s, today)),
                         resource_type=s.key.resource_type,
                         is_read=s.key.is_read and not s.continuation,
+                        max_pages=s.key.fetch_pages,
                     )
                     for s in to_fetch
                 ]
@@ -220,6 +227,14 @@ class PrefetchResolver:
             return state
         state.fetch_url, state.fetch_reason = rendered, "prefetch held an unexpected resource type"
         return state
+
+
+def _bounded(state: _KeyState, today: date | None) -> str:
+    url = state.fetch_url or ""
+    if state.continuation or state.key.fetch_since_days is None or today is None:
+        return url
+    since = today - timedelta(days=state.key.fetch_since_days)
+    return f"{url}&date=ge{since.isoformat()}"
 
 
 def _absolute(fhir_server: str, url: str) -> str:

@@ -195,7 +195,7 @@ def test_medication_reference_is_resolved() -> None:
     assert anticoagulant_of(MedicationLookup([]).concept(display_only)).agent == "rivaroxaban"
 
 
-def test_duration_from_phases_and_supply() -> None:
+def test_duration_from_phases_never_from_the_supply() -> None:
     two_phase = medication_request("1364445", "apixaban", dose=10, days=7)
     second = dict(two_phase["dosageInstruction"][0], sequence=2)
     second["timing"] = {
@@ -216,7 +216,7 @@ def test_duration_from_phases_and_supply() -> None:
         "expectedSupplyDuration": {"value": 30, "unit": "days", "code": "d"},
         "numberOfRepeatsAllowed": 2,
     }
-    assert duration_days(supply) == 90
+    assert duration_days(supply) is None  # a dispense supply (even with refills) is not a treatment length
     assert duration_days(medication_request("1364445", "apixaban", dose=5)) is None
 
 

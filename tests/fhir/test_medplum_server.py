@@ -97,6 +97,7 @@ def _chart() -> list[dict[str, Any]]:
                 "resourceType": "DiagnosticReport",
                 "id": f"dr-duplex-{p}",
                 "status": "final",
+                "category": [_concept("http://terminology.hl7.org/CodeSystem/v2-0074", "RAD")],
                 "code": _concept(CPT, "93970"),
                 "subject": _subject(pid),
                 "effectiveDateTime": "2026-03-12T10:00:00Z",
@@ -152,6 +153,7 @@ def _chart() -> list[dict[str, Any]]:
             "resourceType": "DiagnosticReport",
             "id": "dr-duplex-loinc-1",
             "status": "final",
+            "category": [_concept(LOINC, "LP29684-5")],
             "code": _concept(LOINC, "39420-5"),
             "subject": _subject("pat-1"),
             "effectiveDateTime": "2026-03-13",
@@ -160,6 +162,7 @@ def _chart() -> list[dict[str, Any]]:
             "resourceType": "DiagnosticReport",
             "id": "dr-cbc-1",
             "status": "final",
+            "category": [_concept("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB")],
             "code": _concept(LOINC, "58410-2"),
             "subject": _subject("pat-1"),
             "effectiveDateTime": "2026-03-13",
@@ -233,13 +236,14 @@ EXPECTED_SEARCH = {
     "ddimer": ["obs-ddimer-1", "obs-ddimer-old-1"],  # -date
     "ultrasound": ["obs-duplex-1"],
     "ultrasoundReports": ["dr-duplex-loinc-1", "dr-duplex-1"],  # -date
+    "imagingReports": ["dr-duplex-loinc-1", "dr-duplex-1"],  # by category (-date): the lab report is not returned
     "labs": ["obs-creatinine-1", "obs-preference-1"],  # -date
     "medications": ["medreq-active-1", "medreq-onhold-1"],
     "encounters": ["enc-clinic-1", "enc-ed-1"],  # -date
     "procedures": ["proc-biopsy-1", "proc-appendectomy-1"],  # -date: dateTime vs Period
     "imagingOrders": ["sr-duplex-1"],
 }
-SORTED = {"ddimer", "ultrasound", "ultrasoundReports", "labs", "encounters", "procedures"}
+SORTED = {"ddimer", "ultrasound", "ultrasoundReports", "imagingReports", "labs", "encounters", "procedures"}
 SEARCH_KEYS = {key.name: key for key in templates.PATIENT_DATA if not key.is_read}
 
 

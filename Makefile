@@ -24,6 +24,8 @@ run: export DVT_CDS_PORT ?= 8080
 run: export DVT_CDS_AUTH ?= off
 run: export DVT_CDS_DATABASE_URL ?= sqlite:///$(CURDIR)/var/dvt-cds.sqlite3
 run: export DVT_CDS_PUBLIC_BASE_URL ?= http://$(DVT_CDS_HOST):$(DVT_CDS_PORT)
+# The fixture library's example site ConceptMap, so `dvt-cds replay --all` passes against `make run`.
+run: export DVT_CDS_CONCEPT_MAPS ?= $(CURDIR)/fhir_fixtures/conceptmaps/example-site.json
 run: $(VENV)/.stamp-run
 	@mkdir -p var
 	$(BIN)/dvt-cds serve

@@ -32,7 +32,8 @@ from cds_service.security import ClientAuthenticator, JwksCache, fhir_server_pol
 from cds_service.settings import Settings, is_loopback_host
 from cds_service.store import Store
 from cds_service.warmup import warm_up
-from hooks import BY_ID, SERVICES
+from cds_service.fhir.conceptmaps import SiteConceptMaps
+from hooks import BY_ID, HookService, site_services
 
 log = logging.getLogger("cds_service")
 _JSON_TYPES = {"application/json", "application/fhir+json"}
@@ -56,12 +57,16 @@ def create_app(
         max_parallel=settings.fhir_max_parallel,
     )
     authenticator = ClientAuthenticator(settings, store, jwks_cache) if settings.auth == "jwt" else None
+    concept_maps = SiteConceptMaps.load(settings.concept_maps)
+    services = site_services(concept_maps)
+    by_id = {service.id: service for service in services}
     pipeline = CallPipeline(
         settings,
         client=client,
         store=store,
         clock=clock or (lambda: datetime.now(UTC)),
         server_allowed=fhir_server_policy(settings),
+        concept_maps=concept_maps,
     )
 
     app = Flask("cds_service")
@@ -76,7 +81,7 @@ def create_app(
         methods=["GET", "POST", "OPTIONS"],
         max_age=600,
     )
-    discovery = {"services": [service.descriptor().to_json() for service in SERVICES]}
+    discovery = {"services": [service.descriptor().to_json() for service in services]}
     warm_up()
     _warn_at_start(settings)
 
@@ -106,13 +111,13 @@ def create_app(
 
     @app.post("/cds-services/<service_id>")
     def invoke(service_id: str) -> Response:
-        service = _service(service_id)
+        service = _service(service_id, by_id)
         body = _json_body(settings)
         return jsonify(pipeline.invoke(service, body, started=g.started))
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
-        service = _service(service_id)
+        service = _service(service_id, by_id)
         body = _json_body(settings)
         try:
             parsed = FeedbackRequest.model_validate(body)
@@ -206,8 +211,8 @@ class OrjsonProvider(JSONProvider):
         return self._app.response_class(orjson.dumps(obj), mimetype="application/json")
 
 
-def _service(service_id: str) -> Any:
-    service = BY_ID.get(service_id)
+def _service(service_id: str, by_id: dict[str, HookService]) -> HookService:
+    service = by_id.get(service_id)
     if service is None:
         raise NotFound(f"No CDS service with id {service_id[:64]!r}")
     return service

@@ -20,6 +20,7 @@ from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.followups import ATTACHMENT_BYTES, needed_reads
 from cds_service.errors import BadRequest, CdsError
 from cds_service.fhir.client import FhirClient
+from cds_service.fhir.conceptmaps import SiteConceptMaps
 from cds_service.fhir.followup import read_followups
 from cds_service.fhir.prefetch import PrefetchResolver
 from cds_service.fhir.record import PatientRecord
@@ -50,8 +51,10 @@ class CallPipeline:
         store: Store,
         clock: Callable[[], datetime],
         server_allowed: Callable[[str], tuple[bool, str]],
+        concept_maps: SiteConceptMaps | None = None,
     ):
         self._settings = settings
+        self._concept_maps = concept_maps or SiteConceptMaps()
         self._client = client
         self._server_allowed = server_allowed
         self.audit = AuditWriter(store)
@@ -89,7 +92,10 @@ class CallPipeline:
                 deadline=deadline,
                 today=self._clock().date(),
             )
+            drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
+            self._concept_maps.apply_record(record, drafts)  # before the follow-ups: a local code may name a report
             self._follow_up(record, context, request, deadline)
+            self._concept_maps.apply_record(record)  # the Medications and reports the follow-ups brought
             fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)
             fields["sources"] = record.sources
             result = service.handler(HookCall(request, context, record, self._clock(), self._config))

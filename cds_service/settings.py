@@ -89,8 +89,10 @@ class Settings(BaseSettings):
     recent_hospitalization_days: int = Field(default=thresholds.RECENT_HOSPITALIZATION_DAYS.value, ge=1, le=365)
     recent_surgery_days: int = Field(default=thresholds.RECENT_SURGERY_DAYS.value, ge=1, le=365)
     close_to_popliteal_cm: float = Field(default=thresholds.CLOSE_TO_POPLITEAL_CM.value, gt=0, le=50)
+    # FHIR R4 ConceptMap files mapping the site's local codes onto standard ones (cds_service/fhir/conceptmaps.py)
+    concept_maps: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("fhir_server_allowlist", "cors_origins", mode="before")
+    @field_validator("fhir_server_allowlist", "cors_origins", "concept_maps", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from hooks import encounter_discharge, order_select, order_sign, patient_view
+from dataclasses import replace
+
+from cds_service.fhir.conceptmaps import SiteConceptMaps
+from hooks import encounter_discharge, order_select, order_sign, patient_view, templates
 from hooks.base import HookCall, HookResult, HookService
 
 SERVICES: tuple[HookService, ...] = (
@@ -13,4 +16,19 @@ SERVICES: tuple[HookService, ...] = (
 )
 BY_ID: dict[str, HookService] = {service.id: service for service in SERVICES}
 
-__all__ = ["BY_ID", "SERVICES", "HookCall", "HookResult", "HookService"]
+
+def site_services(concept_maps: SiteConceptMaps) -> tuple[HookService, ...]:
+    """The services with the site's mapped local codes added to their code-filtered prefetch queries."""
+    if not concept_maps:
+        return SERVICES
+    local = {
+        name: concept_maps.local_codes(templates.standard_codes(valuesets))
+        for name, valuesets in templates.CODE_FILTERED.items()
+    }
+    return tuple(
+        replace(service, prefetch=tuple(templates.with_local_codes(k, local.get(k.name, [])) for k in service.prefetch))
+        for service in SERVICES
+    )
+
+
+__all__ = ["BY_ID", "SERVICES", "HookCall", "HookResult", "HookService", "site_services"]

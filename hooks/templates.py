@@ -7,6 +7,8 @@ built from the same value sets the rules read, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cds_service.clinical.ddimer import DDIMER_SETS
 from cds_service.clinical.facts import LAB_SETS, ULTRASOUND_SETS
 from cds_service.clinical.terminology import codes_of, query_systems, valueset
@@ -72,6 +74,29 @@ ENCOUNTERS = PrefetchKey("encounters", "Encounter?patient={{context.patientId}}&
 PROCEDURES = PrefetchKey("procedures", "Procedure?patient={{context.patientId}}&_sort=-date&_count=100")
 IMAGING_ORDERS = PrefetchKey("imagingOrders", "ServiceRequest?patient={{context.patientId}}&code=" + _DUPLEX)
 ENCOUNTER = PrefetchKey("encounter", "Encounter/{{context.encounterId}}")
+
+# Which value sets each code-filtered key asks for: a site's local codes mapped onto them are asked for too.
+CODE_FILTERED: dict[str, tuple[str, ...]] = {
+    "ddimer": DDIMER_SETS,
+    "ultrasound": ULTRASOUND_SETS,
+    "ultrasoundReports": ULTRASOUND_SETS,
+    "labs": LAB_SETS,
+    "imagingOrders": ULTRASOUND_SETS,
+}
+
+
+def with_local_codes(key: PrefetchKey, local_codes: list[str]) -> PrefetchKey:
+    """The key's template with the site's local ``system|code`` tokens added to its ``code=`` filter."""
+    if not local_codes or "&code=" not in key.template:
+        return key
+    head, _, rest = key.template.partition("&code=")
+    codes, sep, tail = rest.partition("&")
+    return replace(key, template=f"{head}&code={codes},{','.join(local_codes)}{sep}{tail}")
+
+
+def standard_codes(valuesets: tuple[str, ...]) -> set[tuple[str, str]]:
+    return {(system, code) for vs in valuesets for system in valueset(vs).include for code in codes_of(vs, system)}
+
 
 PATIENT_DATA: tuple[PrefetchKey, ...] = (
     PATIENT,

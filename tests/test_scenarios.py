@@ -17,12 +17,14 @@ from cds_service.replay.scenarios import Library, Scenario, with_fhir_base
 from cds_service.settings import Settings
 
 LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
+CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"  # the site map the vendor scenarios assume
 
 
 @pytest.fixture(scope="module")
 def scenario_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     db = tmp_path_factory.mktemp("scenarios") / "store.sqlite3"
-    app = create_app(Settings(auth="off", database_url=f"sqlite:///{db}"), clock=lambda: LIBRARY.anchor)
+    settings = Settings(auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)])
+    app = create_app(settings, clock=lambda: LIBRARY.anchor)
     yield app
     app.extensions["dvt_cds"]["fhir_client"].close()
 

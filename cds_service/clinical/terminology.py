@@ -212,7 +212,9 @@ class ValueSet:
                     return found
         if self.keywords is None:
             return None
-        for text in (key[-1][2], *(display for _, _, display in codings)):
+        # A code that is a name (MIMIC's mimic-medication-name "Apixaban", codes with no display) is words too.
+        named = (code for _, code, display in codings if not display and _is_name(code))
+        for text in (key[-1][2], *(display for _, _, display in codings), *named):
             if text.strip() and self.text_match(text):
                 return Match(self.id, "text", "", "", text.strip()[:120])
         return None
@@ -223,6 +225,10 @@ class ValueSet:
     def concepts(self, system: str) -> list[dict[str, Any]]:
         part = self.include.get(canonical_system(system))
         return list(part.codes.values()) if part else []
+
+
+def _is_name(code: str) -> bool:
+    return len(code) >= 4 and not any(c.isdigit() for c in code) and any(c.isalpha() for c in code)
 
 
 def _designations(concept: dict[str, Any]) -> dict[str, str]:

@@ -518,8 +518,21 @@ def _min(current: float | None, new: float | None) -> float | None:
 # Deciding between sections
 # ------------------------------------------------------------------------------------------------------------------
 def _same_place(a: VeinStatement, b: VeinStatement) -> bool:
-    sides_agree = a.side == b.side or Side.UNKNOWN in (a.side, b.side)
-    return a.vein == b.vein and sides_agree
+    return a.vein == b.vein and a.side == b.side
+
+
+def _sided(impression: list[VeinStatement], others: list[VeinStatement]) -> list[VeinStatement]:
+    """An impression that names a vein without its leg ("peroneal vein thrombosis, as above") speaks of the leg
+    the findings put it in, when they put it in one leg only."""
+    sided = []
+    for statement in impression:
+        if statement.vein is not None and statement.side == Side.UNKNOWN:
+            sides = {o.side for o in others if o.vein == statement.vein and o.thrombus == statement.thrombus}
+            sides.discard(Side.UNKNOWN)
+            if len(sides) == 1:
+                statement = replace(statement, side=sides.pop())
+        sided.append(statement)
+    return sided
 
 
 def _decide(
@@ -535,6 +548,7 @@ def _decide(
         reading.statements = others
         reading.negative_sides = other_negative
         return
+    impression = _sided(impression, others)
     kept = list(impression)
     for statement in others:
         cleared_in_impression = any(

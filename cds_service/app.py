@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from cds_service import metrics
 from cds_service.errors import BadRequest, CdsError, NotFound, Unauthorized, UnsupportedMediaType, operation_outcome
 from cds_service.fhir.client import FhirClient
+from cds_service.fhir.conceptmaps import SiteConceptMaps
 from cds_service.logs import log_fields
 from cds_service.pipeline import CallPipeline, validation_details
 from cds_service.protocol import FeedbackRequest
@@ -32,7 +33,6 @@ from cds_service.security import ClientAuthenticator, JwksCache, fhir_server_pol
 from cds_service.settings import Settings, is_loopback_host
 from cds_service.store import Store
 from cds_service.warmup import warm_up
-from cds_service.fhir.conceptmaps import SiteConceptMaps
 from hooks import BY_ID, HookService, site_services
 
 log = logging.getLogger("cds_service")

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -32,6 +33,25 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(2) from None
 
 
+def _check_site_files(settings: Settings) -> None:
+    """Site files named by settings, checked before any worker starts (a worker that cannot boot says less)."""
+    from cds_service.fhir.conceptmaps import ConceptMapError, SiteConceptMaps
+
+    try:
+        SiteConceptMaps.load(settings.concept_maps)
+    except ConceptMapError as error:
+        print(f"dvt-cds: invalid setting DVT_CDS_CONCEPT_MAPS: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def create_app_or_exit(settings: Settings) -> Any:
+    """The app, or a one-line error and exit code 2 when a site file named by a setting cannot be used."""
+    from cds_service.app import create_app
+
+    _check_site_files(settings)
+    return create_app(settings)
+
+
 def serve(args: argparse.Namespace) -> int:
     if args.production:
         return _serve_production(args)
@@ -43,9 +63,7 @@ def serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     from werkzeug.serving import run_simple
 
-    from cds_service.app import create_app
-
-    app = create_app(settings)
+    app = create_app_or_exit(settings)
     log_fields(
         log,
         logging.INFO,
@@ -100,6 +118,7 @@ def feedback_report(args: argparse.Namespace) -> int:
 def _serve_production(args: argparse.Namespace) -> int:
     """Replace this process with gunicorn (a clean interpreter, so the metrics directory is set before import)."""
     settings = _settings()
+    _check_site_files(settings)
     env = dict(os.environ)
     if args.host:
         env["DVT_CDS_HOST"] = args.host

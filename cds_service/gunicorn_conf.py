@@ -22,9 +22,11 @@ proc_name = "dvt-cds"
 
 
 def on_starting(server: Any) -> None:
-    """Create the store's schema once, in the master, before any worker starts."""
+    """Check the site files and create the store's schema once, in the master, before any worker starts."""
+    from cds_service.fhir.conceptmaps import SiteConceptMaps
     from cds_service.store import Store
 
+    SiteConceptMaps.load(_settings.concept_maps)  # a bad file stops gunicorn here, with the file and the error
     Store(_settings.database_url).close()
 
 

@@ -75,6 +75,16 @@ _RESOURCES = [
         "code": {"text": "Laparoscopic appendectomy"},
     },
     {
+        # A narrative-only report: builds the medspaCy report pipeline (~0.5 s) once per worker, at start.
+        "resourceType": "DiagnosticReport",
+        "id": "r",
+        "status": "final",
+        "subject": _SUBJECT,
+        "effectiveDateTime": "{today}",
+        "code": {"text": "US venous duplex lower extremity left"},
+        "conclusion": "Acute occlusive thrombus in the left peroneal vein, 4 cm long. The popliteal vein is patent.",
+    },
+    {
         "resourceType": "ServiceRequest",
         "id": "s",
         "status": "active",

@@ -53,11 +53,15 @@ class SiteConceptMaps:
     def load(cls, paths: Sequence[str]) -> SiteConceptMaps:
         maps = cls()
         for path in paths:
-            maps.add(_read(Path(path)), name=Path(path).name)
+            maps.add(_read(Path(path)), name=str(path))
         return maps
 
     def add(self, resource: dict[str, Any], *, name: str) -> None:
         label = resource.get("id") if isinstance(resource.get("id"), str) else name
+        if resource.get("status") not in ("draft", "active", "retired", "unknown"):
+            raise ConceptMapError(f"{name}: status must be draft, active, retired or unknown")
+        if not resource.get("group"):
+            raise ConceptMapError(f"{name}: the ConceptMap has no group, so it maps nothing")
         for group in resource.get("group") or []:
             source, target = group.get("source"), group.get("target")
             if not isinstance(source, str) or not isinstance(target, str):
@@ -67,6 +71,8 @@ class SiteConceptMaps:
                 if not isinstance(code, str):
                     raise ConceptMapError(f"{name}: an element of group {source} has no code")
                 for mapped in element.get("target") or []:
+                    if not mapped.get("equivalence"):
+                        raise ConceptMapError(f"{name}: the target of {source}|{code} has no equivalence (R4 1..1)")
                     if mapped.get("equivalence") in APPLIED and isinstance(mapped.get("code"), str):
                         self.targets.setdefault((source, code), []).append(
                             Target(target, mapped["code"], mapped.get("display"), label)

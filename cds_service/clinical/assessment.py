@@ -10,12 +10,11 @@ Under surveillance: extension into proximal veins → anticoagulate now (1B); ex
 anticoagulation suggested (2C); no extension → no anticoagulation (1B). A proximal DVT not anticoagulated, and
 a DVT whose veins are not documented, have their own answers.
 
-Each A and S factor is one function below, beside the source that lists it.
+Each A and S factor is one row of ``factors.py`` (code, label, citation, what it reads, its reader).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -25,14 +24,17 @@ from cds_service.clinical import thresholds as th
 from cds_service.clinical.bleeding import BleedingCategory, BleedingRisk, assess_bleeding
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.evidence import Citation
+from cds_service.clinical.factors import (
+    Factor,
+    Option,
+    RuleInputs,
+    episode_thromboses,
+    factors_of,
+    same_leg,
+)
 from cds_service.clinical.model import ClinicalFacts, Side, SourceRef, Thrombosis, VeinClass, distinct_veins
 from cds_service.clinical.regimens import Regimen, choose_regimen
 from cds_service.clinical.topics import Topic
-
-
-class Option(StrEnum):
-    ANTICOAGULATION = "anticoagulation"
-    SERIAL_IMAGING = "serial-imaging"
 
 
 class Situation(StrEnum):
@@ -47,20 +49,6 @@ class Situation(StrEnum):
     EXTENSION_PROXIMAL = "extension-proximal"
     EXTENSION_DISTAL = "extension-distal"
     DISTAL_DECISION = "distal-decision-needed"
-
-
-@dataclass
-class Factor:
-    code: str
-    label: str
-    favours: Option
-    sources: list[SourceRef]
-    chest: bool  # True: in CHEST (and the seed); False: in the project's source document only
-    detail: str = ""
-
-    @property
-    def source_label(self) -> str:
-        return "CHEST" if self.chest else "seed only"
 
 
 @dataclass
@@ -103,245 +91,6 @@ class Assessment:
             Situation.EXTENSION_DISTAL,
             Situation.DISTAL_DECISION,
         )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Factors favouring anticoagulation (A): CHEST AT9 §2.3 risk factors for extension, carried into 2016/2021,
-# plus the seed document's three additions (recent hospitalization, recent surgery, COVID-19).
-# ------------------------------------------------------------------------------------------------------------------
-def positive_ddimer(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    d = facts.ddimer
-    if d is None or d.positive is not True:
-        return None
-    return Factor(
-        "positive-d-dimer", "positive D-dimer", Option.ANTICOAGULATION, [d.source], True, f"{d.value_text}: {d.reason}"
-    )
-
-
-def extensive_thrombosis(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    """Length > 5 cm or ≥ 2 veins involved (CHEST). Veins are counted across the episode's Condition and
-    imaging, each vein once (a code's vein group and the vein an ultrasound names are the same thrombus)."""
-    details, sources = [], []
-    thromboses = _episode_thromboses(facts, episode)
-    for t in thromboses:
-        if t.length_cm is not None and t.length_cm > th.THROMBUS_LENGTH_CM.value:
-            details.append(f"length {t.length_cm:g} cm ({th.THROMBUS_LENGTH_CM.rule})")
-            sources.append(t.source)
-    veins = distinct_veins(v for t in thromboses for v in t.veins)
-    if len(veins) >= th.THROMBOSED_VEIN_COUNT.value:
-        details.append(f"{len(veins)} veins: {', '.join(sorted(v.name for v in veins))}")
-        sources.extend(t.source for t in thromboses if any(v in veins for v in t.veins))
-    if not details:
-        return None
-    return Factor(
-        "extensive-thrombosis",
-        "length > 5 cm or ≥ 2 veins",
-        Option.ANTICOAGULATION,
-        _unique(sources),
-        True,
-        "; ".join(details),
-    )
-
-
-def wide_thrombus(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    for t in _episode_thromboses(facts, episode):
-        if t.diameter_mm is not None and t.diameter_mm > th.THROMBUS_DIAMETER_MM.value:
-            return Factor(
-                "diameter-over-7mm",
-                "maximum diameter > 7 mm",
-                Option.ANTICOAGULATION,
-                [t.source],
-                True,
-                f"diameter {t.diameter_mm:g} mm",
-            )
-    return None
-
-
-def close_to_proximal_veins(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    for t in _episode_thromboses(facts, episode):
-        d = t.distance_to_popliteal_cm
-        if d is not None and d <= config.close_to_popliteal_cm:
-            return Factor(
-                "close-to-proximal-veins",
-                "close to the proximal veins",
-                Option.ANTICOAGULATION,
-                [t.source],
-                True,
-                f"{d:g} cm from the popliteal vein (≤ {config.close_to_popliteal_cm:g} cm, a project "
-                "setting: CHEST gives no number)",
-            )
-    return None
-
-
-def unprovoked(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    if facts.provoking:
-        return None
-    unknown = [f.note for f in (facts.recent_surgery, facts.recent_hospitalization) if f.present is None]
-    if unknown:
-        return None  # cannot call it unprovoked without the data; reported as missing
-    return Factor(
-        "unprovoked",
-        "unprovoked (no transient provoking factor)",
-        Option.ANTICOAGULATION,
-        [episode.source],
-        True,
-        f"no surgery, hospitalization, leg injury, immobilization, pregnancy or estrogen therapy found in "
-        f"the record in the {th.PROVOKING_WINDOW_DAYS.int_value} days before diagnosis",
-    )
-
-
-def active_cancer(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    f = facts.active_cancer
-    return (
-        Factor("active-cancer", "active cancer", Option.ANTICOAGULATION, f.sources, True, f.note) if f.present else None
-    )
-
-
-def prior_vte(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    f = facts.prior_vte
-    return Factor("prior-vte", "previous VTE", Option.ANTICOAGULATION, f.sources, True) if f.present else None
-
-
-def inpatient(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    f = facts.inpatient
-    return Factor("inpatient", "inpatient", Option.ANTICOAGULATION, f.sources, True) if f.present else None
-
-
-def severe_symptoms(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    f = facts.severe_symptoms
-    return Factor("severe-symptoms", "severe symptoms", Option.ANTICOAGULATION, f.sources, True) if f.present else None
-
-
-def concurrent_pulmonary_embolism(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    """Not an extension-risk factor but a treatment indication in itself (CHEST 2016 treats PE with
-    anticoagulation): serial imaging is then not offered."""
-    f = facts.pulmonary_embolism
-    return (
-        Factor(
-            "pulmonary-embolism",
-            "acute pulmonary embolism",
-            Option.ANTICOAGULATION,
-            f.sources,
-            True,
-            "PE is itself an indication for anticoagulation",
-        )
-        if f.present
-        else None
-    )
-
-
-def recent_hospitalization(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    f = facts.recent_hospitalization
-    return (
-        Factor(
-            "recent-hospitalization",
-            "recent hospitalization",
-            Option.ANTICOAGULATION,
-            f.sources,
-            False,
-            f"within {config.recent_hospitalization_days} days",
-        )
-        if f.present
-        else None
-    )
-
-
-def recent_surgery(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    f = facts.recent_surgery
-    return (
-        Factor(
-            "recent-surgery",
-            "recent surgery",
-            Option.ANTICOAGULATION,
-            f.sources,
-            False,
-            f"within {config.recent_surgery_days} days (in CHEST a surgical trigger makes the DVT provoked)",
-        )
-        if f.present
-        else None
-    )
-
-
-def covid19(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> Factor | None:
-    f = facts.covid19
-    return Factor("covid-19", "COVID-19", Option.ANTICOAGULATION, f.sources, False) if f.present else None
-
-
-Rule = Callable[[ClinicalFacts, Thrombosis, RuleConfig], "Factor | None"]
-CHEST_ANTICOAGULATION_RULES: tuple[Rule, ...] = (
-    positive_ddimer,
-    extensive_thrombosis,
-    wide_thrombus,
-    close_to_proximal_veins,
-    unprovoked,
-    active_cancer,
-    prior_vte,
-    inpatient,
-    severe_symptoms,
-    concurrent_pulmonary_embolism,
-)
-SEED_ONLY_ANTICOAGULATION_RULES: tuple[Rule, ...] = (recent_hospitalization, recent_surgery, covid19)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Factors favouring serial imaging (S): CHEST remarks, plus the seed's "moderate bleeding risk".
-# ------------------------------------------------------------------------------------------------------------------
-def confined_to_muscular_veins(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
-    threads = _episode_thromboses(facts, episode)
-    if threads and all(t.muscular_only for t in threads):
-        return Factor(
-            "muscular-veins-only",
-            "confined to the muscular calf veins",
-            Option.SERIAL_IMAGING,
-            [t.source for t in threads],
-            True,
-            "lower extension risk than axial calf veins (CHEST text)",
-        )
-    return None
-
-
-def high_bleeding_risk(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
-    if bleeding.category != BleedingCategory.HIGH:
-        return None
-    return Factor(
-        "high-bleeding-risk",
-        "high bleeding risk",
-        Option.SERIAL_IMAGING,
-        [s for f in bleeding.factors for s in f.sources],
-        True,
-        ", ".join(f.label for f in bleeding.factors),
-    )
-
-
-def moderate_bleeding_risk(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
-    if bleeding.category != BleedingCategory.MODERATE:
-        return None
-    return Factor(
-        "moderate-bleeding-risk",
-        "moderate bleeding risk",
-        Option.SERIAL_IMAGING,
-        [s for f in bleeding.factors for s in f.sources],
-        False,
-        ", ".join(f.label for f in bleeding.factors),
-    )
-
-
-def prefers_no_anticoagulation(facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk) -> Factor | None:
-    f = facts.prefers_no_anticoagulation
-    return (
-        Factor("patient-preference", "patient prefers to avoid anticoagulation", Option.SERIAL_IMAGING, f.sources, True)
-        if f.present
-        else None
-    )
-
-
-SerialRule = Callable[[ClinicalFacts, Thrombosis, BleedingRisk], "Factor | None"]
-CHEST_SERIAL_RULES: tuple[SerialRule, ...] = (
-    confined_to_muscular_veins,
-    high_bleeding_risk,
-    prefers_no_anticoagulation,
-)
-SEED_ONLY_SERIAL_RULES: tuple[SerialRule, ...] = (moderate_bleeding_risk,)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -456,7 +205,7 @@ def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | No
         and t.is_distal
         and t.onset is not None
         and t.onset <= base_date
-        and _same_leg(t.side, baseline.side)
+        and same_leg(t.side, baseline.side)
     ]
     known = distinct_veins(v for t in at_diagnosis for v in t.veins)
     base_length = max((t.length_cm for t in at_diagnosis if t.length_cm is not None), default=None)
@@ -466,7 +215,7 @@ def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | No
         if base_date is not None and (study.when is None or study.when <= base_date):
             continue
         for t in study.thromboses:
-            if not _same_leg(t.side, baseline.side):
+            if not same_leg(t.side, baseline.side):
                 continue
             if t.vein_class == VeinClass.PROXIMAL:
                 veins = ", ".join(v.name for v in t.veins if v.vein_class == VeinClass.PROXIMAL)
@@ -486,10 +235,6 @@ def find_extension(facts: ClinicalFacts, baseline: Thrombosis) -> Extension | No
     return None
 
 
-def _same_leg(side: Side, baseline: Side) -> bool:
-    return Side.UNKNOWN in (side, baseline) or side == baseline or Side.BILATERAL in (side, baseline)
-
-
 def other_leg_never_imaged(facts: ClinicalFacts, episode: Thrombosis) -> bool:
     if episode.side not in (Side.RIGHT, Side.LEFT):
         return False
@@ -500,24 +245,17 @@ def other_leg_never_imaged(facts: ClinicalFacts, episode: Thrombosis) -> bool:
 
 
 def _factors(facts: ClinicalFacts, episode: Thrombosis, config: RuleConfig) -> list[Factor]:
-    rules = CHEST_ANTICOAGULATION_RULES + (SEED_ONLY_ANTICOAGULATION_RULES if config.profile == "seed" else ())
-    return [f for f in (rule(facts, episode, config) for rule in rules) if f is not None]
+    inputs = RuleInputs(config)
+    specs = factors_of(config.profile, Option.ANTICOAGULATION)
+    return [f for f in (spec.evaluate(facts, episode, inputs) for spec in specs) if f is not None]
 
 
 def _serial_factors(
     facts: ClinicalFacts, episode: Thrombosis, bleeding: BleedingRisk, config: RuleConfig
 ) -> list[Factor]:
-    rules = CHEST_SERIAL_RULES + (SEED_ONLY_SERIAL_RULES if config.profile == "seed" else ())
-    return [f for f in (rule(facts, episode, bleeding) for rule in rules) if f is not None]
-
-
-def _episode_thromboses(facts: ClinicalFacts, episode: Thrombosis) -> list[Thrombosis]:
-    """The distal thromboses of the current episode (Condition and imaging of the same leg)."""
-    return [t for t in facts.thromboses if t.acute and t.is_distal and _same_leg(t.side, episode.side)] or [episode]
-
-
-def _unique(sources: list[SourceRef]) -> list[SourceRef]:
-    return list(dict.fromkeys(sources))
+    inputs = RuleInputs(config, bleeding)
+    specs = factors_of(config.profile, Option.SERIAL_IMAGING)
+    return [f for f in (spec.evaluate(facts, episode, inputs) for spec in specs) if f is not None]
 
 
 def _complete(result: Assessment, facts: ClinicalFacts, config: RuleConfig) -> Assessment:
@@ -563,7 +301,7 @@ def missing_data(result: Assessment, facts: ClinicalFacts) -> list[str]:
             missing.append(f"no D-dimer within {th.DDIMER_WINDOW_DAYS.int_value} days of diagnosis")
         elif facts.ddimer.positive is None:
             missing.append(f"D-dimer could not be interpreted ({facts.ddimer.reason})")
-    threads = _episode_thromboses(facts, result.episode) if result.episode else []
+    threads = episode_thromboses(facts, result.episode) if result.episode else []
     if not any(t.length_cm is not None for t in threads):
         missing.append("thrombus length not coded (> 5 cm favours anticoagulation)")
     if not any(t.diameter_mm is not None for t in threads):

@@ -15,6 +15,7 @@ from typing import Any
 from cds_service.clinical import terminology as tx
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.ddimer import DDIMER_SETS, newest_ddimer
+from cds_service.clinical.factors import facts_read_from, valuesets_read
 from cds_service.clinical.fhirdata import age_on, parse_date, period_end, period_start, procedure_date, reference_of
 from cds_service.clinical.labs import read_labs
 from cds_service.clinical.medications import (
@@ -64,51 +65,6 @@ from cds_service.clinical.thrombosis import (
 )
 from cds_service.fhir.record import PatientRecord
 
-# Conditions the rules read, by value set (selection happens before validation).
-CONDITION_READS = (
-    *(vs for vs, _ in CONDITION_SETS),
-    "condition-dvt-chronic",
-    "condition-vte-history",
-    "condition-pulmonary-embolism",
-    "condition-active-cancer",
-    "condition-metastatic-cancer",
-    "condition-covid19",
-    "condition-pregnancy",
-    "condition-delivery-puerperium",
-    "condition-leg-trauma",
-    "condition-hemorrhage",
-    "condition-bleeding-disorder",
-    "condition-immobilization",
-    "condition-renal-failure",
-    "condition-liver-failure",
-    "condition-stroke",
-    "condition-diabetes",
-    "condition-anaemia",
-    "condition-alcohol-abuse",
-    "condition-falls",
-    "condition-heparin-induced-thrombocytopenia",
-)
-# Observations the rules read, in the groups the prefetch templates ask for them (hooks/templates.py).
-ULTRASOUND_SETS = ("venous-duplex-lower-extremity", "venous-ultrasound-limited")
-LAB_SETS = (
-    "observation-body-weight",
-    "observation-creatinine",
-    "observation-egfr",
-    "observation-platelets",
-    "observation-hemoglobin",
-    "observation-pregnancy-status",
-    "observation-pain-score",
-    "preference-avoid-anticoagulation",
-)
-OBSERVATION_READS = (*DDIMER_SETS, *ULTRASOUND_SETS, *LAB_SETS)
-MEDICATION_READS = (
-    *(f"anticoagulant-{agent}" for agent in AGENT_CLASS),
-    "medication-antiplatelet",
-    "medication-nsaid",
-    "medication-estrogen",
-    "medication-interacting-doac",
-)
-PROCEDURE_READS = ("procedure-delivery", "procedure-dialysis")
 # Bleeding-risk conditions (KNOWLEDGE.md §4) and the value set each is read from.
 BLEEDING_CONDITION_SETS = {
     "renal-failure": "condition-renal-failure",
@@ -119,6 +75,47 @@ BLEEDING_CONDITION_SETS = {
     "alcohol-abuse": "condition-alcohol-abuse",
     "frequent-falls": "condition-falls",
 }
+# What is selected before validation: the factors' own reads (factors.py) and what the rest of the rules read —
+# the DVT itself (KNOWLEDGE.md §1), pregnancy and postpartum (regimen, order checks), bleeding risk (§4).
+CONDITION_READS = tuple(
+    dict.fromkeys(
+        (
+            *(vs for vs, _ in CONDITION_SETS),
+            "condition-dvt-chronic",
+            *valuesets_read("Condition"),
+            "condition-metastatic-cancer",
+            "condition-delivery-puerperium",
+            "condition-hemorrhage",
+            "condition-bleeding-disorder",
+            *BLEEDING_CONDITION_SETS.values(),
+            "condition-heparin-induced-thrombocytopenia",
+        )
+    )
+)
+# Observations, in the groups the prefetch templates ask for them (hooks/templates.py).
+ULTRASOUND_SETS = ("venous-duplex-lower-extremity", "venous-ultrasound-limited")
+_LAB_INPUTS = (
+    "observation-body-weight",
+    "observation-creatinine",
+    "observation-egfr",
+    "observation-platelets",
+    "observation-hemoglobin",
+    "observation-pregnancy-status",
+)
+LAB_SETS = tuple(
+    dict.fromkeys(
+        (*_LAB_INPUTS, *(vs for vs in valuesets_read("Observation") if vs not in (*DDIMER_SETS, *ULTRASOUND_SETS)))
+    )
+)
+OBSERVATION_READS = (*DDIMER_SETS, *ULTRASOUND_SETS, *LAB_SETS)
+MEDICATION_READS = (
+    *(f"anticoagulant-{agent}" for agent in AGENT_CLASS),
+    "medication-antiplatelet",
+    "medication-nsaid",
+    "medication-estrogen",
+    "medication-interacting-doac",
+)
+PROCEDURE_READS = ("procedure-delivery", "procedure-dialysis")
 
 
 def build_facts(
@@ -170,8 +167,7 @@ def build_facts(
     earlier_episodes: list[SourceRef] = list(dvt.prior)
     for study in imaging:
         thromboses.extend(t for t in study.thromboses if t.acute)
-        earlier_episodes.extend(t.source for t in study.thromboses if not t.acute)
-        earlier_episodes.extend(study.chronic)
+        earlier_episodes.extend(t.source for t in study.thromboses if not t.acute)  # chronic or older thrombus
         suspected.extend(_suspected(study, source) for source in study.uncertain)
     index = index_date(dvt.acute, imaging, today)
     labs = read_labs(observations, patient, today=today, notes=notes)
@@ -398,18 +394,15 @@ def _bleeding_conditions(
     return found
 
 
+# Findings read from a resource type besides the factors' own (factors.py): pregnancy status is an Observation.
+_OTHER_FINDINGS_READ = {"Observation": ("pregnant",)}
+
+
 def _mark_unavailable(facts: ClinicalFacts, unavailable: dict[str, Any]) -> None:
-    """Facts whose source resource type could not be read become 'not assessed' (never 'absent')."""
+    """Findings whose source resource type could not be read become 'not assessed' (never 'absent'); one found
+    present from another source stays present."""
     for resource_type, gap in unavailable.items():
         facts.not_assessed.append(gap.describe())
-        if resource_type == "Observation":
-            if not facts.severe_symptoms.present:
-                facts.severe_symptoms = unknown(resource_type)
-            facts.prefers_no_anticoagulation = unknown(resource_type)
-            if facts.pregnant.present is not True:
-                facts.pregnant = unknown(resource_type)
-        elif resource_type == "Encounter":
-            facts.inpatient = unknown(resource_type)
-            facts.recent_hospitalization = unknown(resource_type)
-        elif resource_type == "Procedure":
-            facts.recent_surgery = unknown(resource_type)
+        for attribute in (*facts_read_from(resource_type), *_OTHER_FINDINGS_READ.get(resource_type, ())):
+            if getattr(facts, attribute).present is not True:
+                setattr(facts, attribute, unknown(resource_type))

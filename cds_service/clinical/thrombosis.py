@@ -498,7 +498,7 @@ def _text_study(source: SourceRef, when: date | None, legs: Side, code: Any, tex
         source=source,
         when=when,
         legs_examined=legs,
-        thromboses=list(text.thromboses),
+        thromboses=[*text.thromboses, *text.earlier],
         no_thrombus=text.negative,
         coded=False,
         text_read=True,

@@ -109,6 +109,8 @@ def _read(path: Path) -> dict[str, Any]:
         resource = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConceptMapError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ConceptMapError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise ConceptMapError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
     if not isinstance(resource, dict) or resource.get("resourceType") != "ConceptMap":

@@ -97,6 +97,6 @@ def _binary(url: str, binary: dict) -> Attachment:
     if not isinstance(data, str):
         return Attachment(url, content_type, reason="the Binary holds no data")
     try:
-        return Attachment(url, content_type, base64.b64decode(data, validate=False))
+        return Attachment(url, content_type, base64.b64decode("".join(data.split()), validate=True))
     except (binascii.Error, ValueError):
         return Attachment(url, content_type, reason="the Binary's data is not valid base64")

@@ -22,7 +22,8 @@ from cds_service.clinical.reports.reader import ReportReading, VeinStatement, re
 @dataclass
 class TextFindings:
     read: bool = False  # the narrative was read and said something about the veins or the study
-    thromboses: list[Thrombosis] = field(default_factory=list)
+    thromboses: list[Thrombosis] = field(default_factory=list)  # acute: this episode
+    earlier: list[Thrombosis] = field(default_factory=list)  # chronic, or in a study older than the acute window
     chronic: list[SourceRef] = field(default_factory=list)
     uncertain: list[SourceRef] = field(default_factory=list)
     limited: SourceRef | None = None
@@ -57,7 +58,7 @@ def read_text_findings(
     _thromboses(found, reading, source=source, legs=legs, recent=recent)
     found.negative = (
         not found.thromboses
-        and not found.chronic
+        and not found.earlier
         and bool(reading.negative_sides or any(not s.thrombus for s in reading.statements))
     )
     found.uncertain = [SourceRef(source.reference, source.when, "possible thrombus", q) for q in reading.uncertain]
@@ -89,15 +90,14 @@ def _label(source: SourceRef) -> str:
 
 def _thromboses(found: TextFindings, reading: ReportReading, *, source: SourceRef, legs: Side, recent: bool) -> None:
     one_leg = legs if legs in (Side.RIGHT, Side.LEFT) else None
-    by_side: dict[Side, list[VeinStatement]] = {}
+    groups: dict[tuple[bool, Side], list[VeinStatement]] = {}
     for statement in reading.thrombosed:
         side = statement.side if statement.side != Side.UNKNOWN else (one_leg or Side.UNKNOWN)
-        if statement.chronic is True or not recent:
-            how = "chronic thrombus" if statement.chronic else "thrombus in an earlier study"
-            found.chronic.append(SourceRef(source.reference, source.when, how, statement.quote))
-            continue
-        by_side.setdefault(side, []).append(statement)
-    for side, statements in by_side.items():
+        earlier = statement.chronic is True or not recent
+        if statement.chronic is True:
+            found.chronic.append(SourceRef(source.reference, source.when, "chronic thrombus", statement.quote))
+        groups.setdefault((earlier, side), []).append(statement)
+    for (earlier, side), statements in groups.items():
         located = [s for s in statements if s.vein is not None]
         veins = distinct_veins(Vein(s.vein, s.vein_class, None, s.specific) for s in located if s.vein)
         evidence: dict[str, str] = {}
@@ -112,14 +112,17 @@ def _thromboses(found: TextFindings, reading: ReportReading, *, source: SourceRe
         stated_acute = next((s for s in statements if s.chronic is False), None)
         if stated_acute is not None:
             evidence["acute"] = stated_acute.quote
-        found.thromboses.append(
+        how = "venous duplex report text"
+        if earlier:
+            how = "chronic thrombus" if any(s.chronic for s in statements) else "thrombus in an earlier study"
+        (found.earlier if earlier else found.thromboses).append(
             Thrombosis(
                 veins=tuple(sorted(veins)),
                 side=side,
                 onset=source.when,
                 verification=Verification.CONFIRMED,
-                acute=True,
-                source=SourceRef(source.reference, source.when, "venous duplex report text", evidence["veins"]),
+                acute=not earlier,
+                source=SourceRef(source.reference, source.when, how, evidence["veins"]),
                 length_cm=length,
                 diameter_mm=diameter,
                 distance_to_popliteal_cm=distance,

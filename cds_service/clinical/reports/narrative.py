@@ -82,7 +82,7 @@ def _attachment_text(form: dict[str, Any], attachments: Mapping[str, FetchedAtta
     raw: bytes | None = None
     if isinstance(form.get("data"), str):
         try:
-            raw = base64.b64decode(form["data"], validate=False)
+            raw = base64.b64decode("".join(form["data"].split()), validate=True)
         except (binascii.Error, ValueError):
             return "", "its inline report text is not valid base64"
     elif isinstance(form.get("url"), str):

@@ -67,7 +67,9 @@ def test_chronic_and_acute_in_one_study_are_kept_apart() -> None:
 def test_old_study_findings_are_not_acute() -> None:
     found = findings("Thrombus in the right posterior tibial vein.", legs=Side.RIGHT, recent=False)
     assert found.thromboses == []
-    assert len(found.chronic) == 1
+    [earlier] = found.earlier  # an earlier episode (prior VTE), with its vein and side kept for comparison
+    assert not earlier.acute and earlier.side == Side.RIGHT and earlier.source.how == "thrombus in an earlier study"
+    assert found.chronic == []  # chronicity itself was not stated
 
 
 def test_every_thrombosis_carries_the_quote_of_its_sentence() -> None:

@@ -198,9 +198,7 @@ def _bleeding(category: BleedingCategory) -> Reader:
         bleeding = inputs.bleeding
         if bleeding is None or bleeding.category != category:
             return None
-        return Evidence(
-            [s for f in bleeding.factors for s in f.sources], ", ".join(f.label for f in bleeding.factors)
-        )
+        return Evidence([s for f in bleeding.factors for s in f.sources], ", ".join(f.label for f in bleeding.factors))
 
     return read
 

@@ -57,7 +57,9 @@ def test_a_report_only_dvt_is_a_dvt_with_its_sentences() -> None:
     assert result.recommendation == Topic.ANTICOAGULATE
     [factor] = [f for f in result.for_anticoagulation if f.code == "extensive-thrombosis"]
     assert factor.sources[0].quote == "Acute occlusive thrombus in the left peroneal veins, 6.2 cm in length."
-    assert result.episode is not None and result.episode.from_report_text and result.episode.side == Side.LEFT
+    assert result.episode is not None
+    assert result.episode.from_report_text
+    assert result.episode.side == Side.LEFT
 
 
 def test_a_coded_unspecified_dvt_plus_a_report_naming_a_calf_vein_is_distal_not_location_unknown() -> None:
@@ -81,17 +83,21 @@ def test_chronic_thrombus_in_text_is_prior_vte_not_an_episode() -> None:
     text = "Chronic partially recanalized thrombus with wall thickening in the left posterior tibial vein."
     facts = facts_of([report(text)])
     assert not [t for t in facts.thromboses if t.acute]
-    assert facts.prior_vte.present and facts.prior_vte.sources[0].quote
+    assert facts.prior_vte.present
+    assert facts.prior_vte.sources[0].quote
 
 
 def test_superficial_femoral_vein_thrombus_is_proximal_dvt() -> None:
     result = assess_of([report("Occlusive thrombus in the left superficial femoral vein.")])
-    assert result.situation == Situation.PROXIMAL_UNTREATED and result.recommendation == Topic.PROXIMAL_DVT
+    assert result.situation == Situation.PROXIMAL_UNTREATED
+    assert result.recommendation == Topic.PROXIMAL_DVT
 
 
 def test_a_possible_thrombus_is_suspected_not_a_dvt() -> None:
     facts = facts_of([report("Possible nonocclusive thrombus in a left gastrocnemius vein.")])
-    assert not facts.thromboses and facts.suspected and facts.suspected[0].source.quote
+    assert not facts.thromboses
+    assert facts.suspected
+    assert facts.suspected[0].source.quote
 
 
 @pytest.mark.parametrize(
@@ -113,7 +119,8 @@ def test_repeat_studies_read_from_text(repeat: str, situation: Situation, proxim
     result = assess_of([distal_dvt(onset=8), first, report(repeat, days=1), provoked_by_surgery()])
     assert result.situation == situation
     if proximal is not None:
-        assert result.extension is not None and result.extension.proximal is proximal
+        assert result.extension is not None
+        assert result.extension.proximal is proximal
         assert result.extension.study.quote  # the sentence that shows it
 
 
@@ -155,9 +162,11 @@ def test_titles_recognise_local_venous_duplex_codes_and_nothing_else() -> None:
 def test_mimic_and_oid_icd_systems_are_icd10cm() -> None:
     mimic = condition("I82442", system=MIMIC_ICD10, clinical=None)
     [thrombosis] = facts_of([mimic]).thromboses
-    assert thrombosis.vein_class == VeinClass.DISTAL_AXIAL and thrombosis.side == Side.LEFT
+    assert thrombosis.vein_class == VeinClass.DISTAL_AXIAL
+    assert thrombosis.side == Side.LEFT
     [by_oid] = facts_of([condition("I82.451", system=ICD_OID)]).thromboses
-    assert by_oid.vein_class == VeinClass.DISTAL_AXIAL and by_oid.side == Side.RIGHT
+    assert by_oid.vein_class == VeinClass.DISTAL_AXIAL
+    assert by_oid.side == Side.RIGHT
 
 
 def test_one_clot_on_the_problem_list_and_as_an_encounter_diagnosis_is_one_vein() -> None:
@@ -175,7 +184,8 @@ def test_a_local_d_dimer_code_is_read_by_its_name_and_says_so() -> None:
     local = observation("1510883", system="urn:oid:1.2.840.114350.1.13.0.1.7.2.768282", value=1.2, unit="ug/mL FEU")
     local["code"]["coding"][0]["display"] = "D-Dimer, Quant"
     facts = facts_of([distal_dvt(), local])
-    assert facts.ddimer is not None and facts.ddimer.positive is True
+    assert facts.ddimer is not None
+    assert facts.ddimer.positive is True
     assert any("recognised as a D-dimer by its text" in n for n in facts.data_notes)
 
 
@@ -215,7 +225,8 @@ def test_the_ordered_dose_of_epic_typed_doses_decides() -> None:
         {"type": {"text": "ordered"}, "doseQuantity": {"value": 40, "unit": "mg", "system": UCUM, "code": "mg"}},
     ]
     [use] = facts_of([distal_dvt(), enoxaparin]).anticoagulants
-    assert use.daily_dose_mg == 40 and use.intensity.value == "prophylactic"
+    assert use.daily_dose_mg == 40
+    assert use.intensity.value == "prophylactic"
 
 
 def test_a_dispense_supply_is_not_a_treatment_duration_but_stated_words_are() -> None:

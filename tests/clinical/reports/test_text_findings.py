@@ -68,7 +68,9 @@ def test_old_study_findings_are_not_acute() -> None:
     found = findings("Thrombus in the right posterior tibial vein.", legs=Side.RIGHT, recent=False)
     assert found.thromboses == []
     [earlier] = found.earlier  # an earlier episode (prior VTE), with its vein and side kept for comparison
-    assert not earlier.acute and earlier.side == Side.RIGHT and earlier.source.how == "thrombus in an earlier study"
+    assert not earlier.acute
+    assert earlier.side == Side.RIGHT
+    assert earlier.source.how == "thrombus in an earlier study"
     assert found.chronic == []  # chronicity itself was not stated
 
 

@@ -8,6 +8,7 @@ built from the same value sets the rules read, so the two cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import replace
+from urllib.parse import quote
 
 from cds_service.clinical.ddimer import DDIMER_SETS
 from cds_service.clinical.facts import LAB_SETS, ULTRASOUND_SETS
@@ -85,13 +86,26 @@ CODE_FILTERED: dict[str, tuple[str, ...]] = {
 }
 
 
+def search_token(token: str) -> str:
+    """A ``system|code`` token as a search value: FHIR's escapes for ``,``, ``|``, ``$`` and ``\\`` inside the
+    system and the code (the separating ``|`` stays), then URL encoding of what a query string cannot hold."""
+    system, _, code = token.partition("|")
+
+    def escaped(part: str) -> str:
+        part = part.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
+        return quote(part, safe=":/.-_~")
+
+    return f"{escaped(system)}|{escaped(code)}"
+
+
 def with_local_codes(key: PrefetchKey, local_codes: list[str]) -> PrefetchKey:
     """The key's template with the site's local ``system|code`` tokens added to its ``code=`` filter."""
     if not local_codes or "&code=" not in key.template:
         return key
     head, _, rest = key.template.partition("&code=")
     codes, sep, tail = rest.partition("&")
-    return replace(key, template=f"{head}&code={codes},{','.join(local_codes)}{sep}{tail}")
+    tokens = ",".join(search_token(t) for t in local_codes)
+    return replace(key, template=f"{head}&code={codes},{tokens}{sep}{tail}")
 
 
 def standard_codes(valuesets: tuple[str, ...]) -> set[tuple[str, str]]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from bench import payloads
+from bench import payloads, reports
 from bench.fhir_delay import serve as serve_fhir
 from bench.load import drive, summarize
 
@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--no-reports", action="store_true", help="skip the report-reader measurement")
     args = parser.parse_args(argv)
+    reader_figures = {} if args.no_reports else reports.measure()
+    if reader_figures:
+        reports.print_report(reader_figures)
     levels = [int(c) for c in args.concurrency.split(",")]
     hooks = args.hooks.split(",")
     now = payloads.bench_now()
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
         fhir.terminate()
-    report(rows, args, round_trip)
+    report(rows, args, round_trip, reader_figures)
     return 0
 
 
@@ -212,7 +216,9 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: float) -> None:
+def report(
+    rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: float, reader: dict[str, float]
+) -> None:
     def pick(record: str, level: int | None = None) -> list[dict[str, Any]]:
         return [r for r in rows if r["record"] == record and (level is None or r["concurrency"] == level)]
 
@@ -235,6 +241,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: flo
     if prefetched:
         value = median([r["service"]["rps"] / r["floor"]["rps"] for r in prefetched])
         targets.append(("throughput ≥ 50 % of the floor (median over prefetch runs)", value, value >= 0.5, "×"))
+    if reader:
+        targets.append(
+            (
+                f"report reader: a typical report adds ≤ {reports.TARGET_MS:g} ms to a call",
+                reader["added_ms"],
+                reader["added_ms"] <= reports.TARGET_MS,
+                "ms",
+            )
+        )
     print("\nTargets (medians over the runs):")
     for name, value, met, unit in targets:
         print(f"  {'met ' if met else 'MISS'}  {name}: {value:.2f} {unit}")
@@ -255,7 +270,13 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: flo
             row.pop("latencies_ms", None)
         path.write_text(
             json.dumps(
-                {"settings": vars(args), "round_trip_ms": round(round_trip, 2), "targets": summary, "runs": rows},
+                {
+                    "settings": vars(args),
+                    "round_trip_ms": round(round_trip, 2),
+                    "report_reader": {k: round(v, 3) for k, v in reader.items()},
+                    "targets": summary,
+                    "runs": rows,
+                },
                 indent=1,
             )
             + "\n"

@@ -52,14 +52,15 @@ def _line_sentences(doc: Any) -> Any:
     """Sentence starts: after . ! ? and at line breaks that end a line of the report (a header, a numbered item,
     a line ending in punctuation, a blank line). A line that was only wrapped at a fixed width ("occlusive
     thrombus in / the right peroneal veins") continues its sentence."""
+    texts = [t.text for t in doc]
     for i, token in enumerate(doc):
         if i == 0:
             token.is_sent_start = True
             continue
-        previous = doc[i - 1]
-        if previous.text in (".", "!", "?"):
+        previous = texts[i - 1]
+        if previous in (".", "!", "?"):
             token.is_sent_start = True
-        elif "\n" in previous.text or previous.whitespace_.count("\n"):
+        elif "\n" in previous or "\n" in doc[i - 1].whitespace_:
             token.is_sent_start = _line_ends_sentence(doc, i)
         else:
             token.is_sent_start = False
@@ -133,13 +134,14 @@ def _context_rules(ConTextRule: Any) -> list[Any]:
 
 
 def _section_rules(SectionRule: Any) -> list[Any]:
+    """One rule per section kind, its headers in one alternation (each rule is a scan of the whole text)."""
     rules = []
     for category, headers in lx.SECTIONS.items():
-        for header in headers:
-            words = r"[ \t]+".join(re.escape(w) for w in header.split())
-            # A header starts a line and ends with a colon (or ends the line): "IMPRESSION:", "Findings".
-            pattern = rf"(?im)^[ \t]*(?:[0-9]+[.)][ \t]*)?{words}[ \t]*(?::|-(?=[ \t])|$)"
-            rules.append(SectionRule(header, category, pattern=pattern))
+        ordered = sorted(headers, key=len, reverse=True)
+        words = "|".join(r"[ \t]+".join(re.escape(w) for w in header.split()) for header in ordered)
+        # A header starts a line and ends with a colon (or ends the line): "IMPRESSION:", "Findings".
+        pattern = rf"(?im)^[ \t]*(?:[0-9]+[.)][ \t]*)?(?:{words})[ \t]*(?::|-(?=[ \t])|$)"
+        rules.append(SectionRule(category, category, pattern=pattern))
     return rules
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -120,7 +121,7 @@ def _read_cached(text: str) -> ReportReading:
     by_section: dict[str, list[VeinStatement]] = {}
     negatives: dict[str, list[tuple[Side, str]]] = {}
     changes: dict[str, list[tuple[str, str]]] = {}
-    side_headers = [(m.start(), _SIDE_OF[m.group(1).upper()]) for m in _SIDE_HEADER.finditer(doc.text)]
+    index = _DocIndex(doc)
     previous: list[VeinStatement] = []
     previous_section = None
     for sent in doc.sents:
@@ -131,8 +132,7 @@ def _read_cached(text: str) -> ReportReading:
             previous, previous_section = [], section
         if section in lx.NOT_FINDINGS:
             continue
-        context_side = _side_context(side_headers, sent, doc)
-        said = _Sentence(sent, section, context_side)
+        said = _Sentence(sent, section, index)
         statements = said.statements(reading, follows_a_finding=any(s.thrombus for s in previous))
         if statements:
             by_section.setdefault(section, []).extend(statements)
@@ -163,38 +163,65 @@ def _replace_measured(section: list[VeinStatement], old: list[VeinStatement], ne
                 section[i] = after
 
 
-def _side_context(headers: list[tuple[int, Side]], sent: Any, doc: Any) -> Side | None:
-    """The leg a "RIGHT:"/"LEFT:" line put the following lines under, until the next section header."""
-    start = sent.start_char
-    section_start = 0
-    for section in getattr(doc._, "sections", []) or []:
-        begin = doc[section.section_span[0] : section.section_span[1]].start_char
-        if begin <= start:
-            section_start = begin
-    side = None
-    for offset, header_side in headers:
-        if section_start <= offset <= start:
-            side = header_side
-    return side
+class _DocIndex:
+    """What every sentence of a report looks up, computed once per report: entities, ConText modifiers and the
+    words naming a leg by token position, section starts, and the legs "RIGHT:"/"LEFT:" lines set."""
+
+    def __init__(self, doc: Any):
+        self.doc = doc
+        self.ents = list(doc.ents)  # spaCy makes new Span objects on every access: keep one set
+        self.ent_starts = [e.start for e in self.ents]
+        graph = getattr(doc._, "context_graph", None)
+        self.modifiers = sorted(graph.modifiers if graph is not None else [], key=lambda m: m.modifier_span[0])
+        self.modifier_starts = [m.modifier_span[0] for m in self.modifiers]
+        self.sides = _side_words([t.lower_ for t in doc])
+        self.side_starts = [start for start, _, _ in self.sides]
+        sections = getattr(doc._, "sections", []) or []
+        self.section_titles = [(s.title_span[0], s.title_span[1]) for s in sections]
+        self.section_starts = sorted(doc[s.section_span[0] : s.section_span[1]].start_char for s in sections)
+        self.side_headers = [(m.start(), _SIDE_OF[m.group(1).upper()]) for m in _SIDE_HEADER.finditer(doc.text)]
+
+    def _between(self, starts: list[int], items: list[Any], sent: Any) -> list[Any]:
+        return items[bisect_left(starts, sent.start) : bisect_left(starts, sent.end)]
+
+    def ents_of(self, sent: Any) -> list[Any]:
+        return self._between(self.ent_starts, self.ents, sent)
+
+    def modifiers_of(self, sent: Any) -> list[Any]:
+        return self._between(self.modifier_starts, self.modifiers, sent)
+
+    def sides_of(self, sent: Any) -> list[tuple[int, int, Side]]:
+        return self._between(self.side_starts, self.sides, sent)
+
+    def context_side(self, sent: Any) -> Side | None:
+        """The leg a "RIGHT:"/"LEFT:" line put the following lines under, until the next section header."""
+        start = sent.start_char
+        section_start = max((begin for begin in self.section_starts if begin <= start), default=0)
+        side = None
+        for offset, header_side in self.side_headers:
+            if section_start <= offset <= start:
+                side = header_side
+        return side
 
 
 class _Sentence:
     """One sentence's entities, sorted by kind, with the ConText modifiers of each."""
 
-    def __init__(self, sent: Any, section: str, context_side: Side | None):
+    def __init__(self, sent: Any, section: str, index: _DocIndex):
         self.sent = sent
         self.section = section
-        self.context_side = context_side
-        self.quote = quote(_without_header(sent))
-        ents = list(sent.ents)  # spaCy makes new Span objects on every access: keep one set
+        self.context_side = index.context_side(sent)
+        self.quote = quote(_without_header(sent, index.section_titles))
+        ents = index.ents_of(sent)
         self.veins = [e for e in ents if e.label_ == "VEIN"]
         self.superficial = [e for e in ents if e.label_ in ("SUPERFICIAL", "SUPERFICIAL_THROMBUS")]
         self.superficial_diagnoses = [e for e in ents if e.label_ == "SUPERFICIAL_THROMBUS"]
         self.thrombi = [e for e in ents if e.label_ == "THROMBUS"]
         self.measurements = [e for e in ents if e.label_ == "MEASUREMENT"]
         self.modifiers = {_key(e): e._.modifiers for e in ents}
-        self.sentence_cues = _sentence_cues(sent)
-        self.side_words = _side_words(sent)
+        self.sentence_modifiers = index.modifiers_of(sent)
+        self.sentence_cues = {m.category for m in self.sentence_modifiers}
+        self.side_words = index.sides_of(sent)
 
     # --- what ConText says of one entity -------------------------------------------------------------------------
     def cats(self, ent: Any) -> set[str]:
@@ -302,11 +329,7 @@ class _Sentence:
         return False
 
     def _terminators(self) -> list[Any]:
-        graph = getattr(self.sent.doc._, "context_graph", None)
-        modifiers = graph.modifiers if graph is not None else []
-        return [
-            m for m in modifiers if m.category == "TERMINATE" and self.sent.start <= m.modifier_span[0] < self.sent.end
-        ]
+        return [m for m in self.sentence_modifiers if m.category == "TERMINATE"]
 
     def negative_sides(self) -> list[Side]:
         """ "No DVT" said of a leg or the whole study: a negated thrombus word whose cue clears no vein."""
@@ -419,8 +442,9 @@ class _Sentence:
         cats = self.sentence_cues
         negated = any(self._kind(t) == "negated" for t in self.thrombi)
         texts = self.sentence_cue_texts
-        words = {t.lower_ for t in self.sent}
-        new_since = "new" in texts and bool(words & lx.COMPARISON_WORDS) and "UNCHANGED" not in cats
+        new_since = (
+            "new" in texts and "UNCHANGED" not in cats and bool({t.lower_ for t in self.sent} & lx.COMPARISON_WORDS)
+        )
         if ("EXTENSION" in cats or new_since) and not negated:
             found.append("extension")
         if "UNCHANGED" in cats:
@@ -431,27 +455,24 @@ class _Sentence:
 
     @property
     def sentence_cue_texts(self) -> set[str]:
-        graph = getattr(self.sent.doc._, "context_graph", None)
-        if graph is None:
-            return set()
-        return {
-            self.sent.doc[m.modifier_span[0] : m.modifier_span[1]].text.lower()
-            for m in graph.modifiers
-            if self.sent.start <= m.modifier_span[0] < self.sent.end
-        }
+        doc = self.sent.doc
+        return {doc[m.modifier_span[0] : m.modifier_span[1]].text.lower() for m in self.sentence_modifiers}
 
 
-def _side_words(sent: Any) -> list[tuple[int, int, Side]]:
-    """Where the sentence names a leg: (start, end, side) token spans of "right", "LLE", "bilateral", ..."""
+_SIDE_PHRASES: dict[str, list[tuple[tuple[str, ...], Side]]] = {}
+for _category, _phrases in lx.SIDES.items():
+    for _phrase in _phrases:
+        _words = tuple(_phrase.split())
+        _SIDE_PHRASES.setdefault(_words[0], []).append((_words, _SIDE_OF[_category]))
+
+
+def _side_words(tokens: list[str]) -> list[tuple[int, int, Side]]:
+    """Where the text names a leg: (start, end, side) token spans of "right", "LLE", "both legs", in order."""
     found = []
-    tokens = [t.lower_ for t in sent]
-    for category, phrases in lx.SIDES.items():
-        side = _SIDE_OF[category]
-        for phrase in phrases:
-            words = phrase.split()
-            for i in range(len(tokens) - len(words) + 1):
-                if tokens[i : i + len(words)] == words:
-                    found.append((sent.start + i, sent.start + i + len(words), side))
+    for i, token in enumerate(tokens):
+        for words, side in _SIDE_PHRASES.get(token, ()):
+            if tuple(tokens[i : i + len(words)]) == words:
+                found.append((i, i + len(words), side))
     return found
 
 
@@ -472,23 +493,15 @@ def _key(ent: Any) -> tuple[int, int, str]:
     return ent.start, ent.end, ent.label_
 
 
-def _without_header(sent: Any) -> str:
+def _without_header(sent: Any, titles: list[tuple[int, int]]) -> str:
     """The sentence without the section header it may start with ("IMPRESSION: 1.")."""
     doc = sent.doc
     start = sent.start
-    for section in getattr(doc._, "sections", []) or []:
-        title_start, title_end = section.title_span
+    for title_start, title_end in titles:
         if title_end > title_start and sent.start <= title_start < sent.end:
             start = max(start, title_end)
     text = doc[start : sent.end].text if start < sent.end else sent.text
     return re.sub(r"^[\s:.\-]*(?:\d+[.)]\s*)?", "", text)
-
-
-def _sentence_cues(sent: Any) -> set[str]:
-    graph = getattr(sent.doc._, "context_graph", None)
-    if graph is None:
-        return set()
-    return {m.category for m in graph.modifiers if sent.start <= m.modifier_span[0] < sent.end}
 
 
 def _values(text: str) -> list[float] | None:

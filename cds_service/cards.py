@@ -169,8 +169,13 @@ def join(*sections: str) -> str:
     return "\n\n".join(s for s in sections if s)
 
 
+_MUST_SEE = ("could not", "unknown", "not read", "cannot", "disagree", "not counted")
+
+
 def data_notes(facts: ClinicalFacts) -> str:
-    return list_section("Data notes", facts.data_notes[:8])
+    """At most eight notes; what could not be read or checked first (it is what a clinician must know)."""
+    ordered = sorted(facts.data_notes, key=lambda note: not any(word in note for word in _MUST_SEE))
+    return list_section("Data notes", ordered[:8])
 
 
 def not_evaluated(facts: ClinicalFacts) -> str:

@@ -303,11 +303,11 @@ def missing_data(result: Assessment, facts: ClinicalFacts) -> list[str]:
             missing.append(f"D-dimer could not be interpreted ({facts.ddimer.reason})")
     threads = episode_thromboses(facts, result.episode) if result.episode else []
     if not any(t.length_cm is not None for t in threads):
-        missing.append("thrombus length not coded (> 5 cm favours anticoagulation)")
+        missing.append("thrombus length not recorded (> 5 cm favours anticoagulation)")
     if not any(t.diameter_mm is not None for t in threads):
-        missing.append("thrombus diameter not coded (> 7 mm favours anticoagulation)")
+        missing.append("thrombus diameter not recorded (> 7 mm favours anticoagulation)")
     if not any(t.distance_to_popliteal_cm is not None for t in threads):
-        missing.append("distance to the popliteal vein not coded")
+        missing.append("distance to the popliteal vein not recorded")
     if "unprovoked" not in codes and not facts.provoking:
         missing.append(
             "whether the DVT was provoked could not be established (surgery or hospitalization data missing)"

@@ -7,7 +7,8 @@ from the ICD-10-CM sixth character, else from a laterality ``bodySite``, else fr
 Ultrasound: Observations coded with a venous-duplex code, components in the project system
 ``urn:distal-dvt-cds:venous-ultrasound`` (KNOWLEDGE.md §2), grouped into one study by a DiagnosticReport
 ``result`` where present. A report with a DVT ``conclusionCode`` and no coded components still counts; a
-narrative-only report is kept as "not coded" so the card can say so.
+narrative-only report is read from its text (``reports/``: KNOWLEDGE.md §2b) and one whose text cannot be read is
+kept as unreadable so the card can say so.
 """
 
 from __future__ import annotations

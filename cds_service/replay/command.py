@@ -15,10 +15,15 @@ import requests
 from cds_service.replay.fhirserver import ScenarioFhirServer
 from cds_service.replay.report import Progress, as_json, describe_cards, table
 from cds_service.replay.runner import CallOutcome, Runner, http_transport
-from cds_service.replay.scenarios import Library, Scenario, days_between, default_folder, shift_dates
+from cds_service.replay.scenarios import (
+    Library,
+    Scenario,
+    days_between,
+    default_folder,
+    shift_dates,
+    with_fhir_base,
+)
 from cds_service.replay.signing import Signer
-
-_SERVER_SHAPES = {"absent", "operation-outcome", "paginated"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_url: str) -> None:
@@ -91,9 +96,7 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def _replay_one(library: Library, scenario: Scenario, args: argparse.Namespace, post, discovery, now) -> list:
-    needs_server = args.no_prefetch or any(
-        shape in _SERVER_SHAPES for call in scenario.calls for shape in call.prefetch_shape.values()
-    )
+    needs_server = args.no_prefetch or library.needs_fhir_server(scenario)
     with ExitStack() as stack:
         fhir = args.fhir_server
         if needs_server and not fhir:
@@ -127,7 +130,7 @@ def load_fixtures(args: argparse.Namespace) -> int:
         print(f"{base} did not answer /metadata within {args.wait} s", file=sys.stderr)
         return 1
     for scenario in library.scenarios:
-        resources = shift_dates(library.resources(scenario), shift)
+        resources = with_fhir_base(shift_dates(library.resources(scenario), shift), base)
         transaction = {
             "resourceType": "Bundle",
             "type": "transaction",

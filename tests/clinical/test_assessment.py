@@ -348,7 +348,7 @@ def test_missing_data_is_listed() -> None:
     result = assess_of(baseline())
     missing = " ".join(result.missing)
     assert "no D-dimer" in missing
-    assert "thrombus length not coded" in missing
+    assert "thrombus length not recorded" in missing
     with_data = assess_of(
         baseline(
             ddimer(300, days=2),
@@ -356,7 +356,7 @@ def test_missing_data_is_listed() -> None:
         )
     )
     assert "no D-dimer" not in " ".join(with_data.missing)
-    assert "length not coded" not in " ".join(with_data.missing)
+    assert "length not recorded" not in " ".join(with_data.missing)
 
 
 def test_text_only_dvt_carries_a_caveat() -> None:

@@ -120,3 +120,32 @@ def test_ucum_code_with_the_assay_type_only_in_the_display_unit() -> None:
     assert positive(ddimer(0.49, "mg/L FEU", ucum="mg/L")) is False
     assert positive(ddimer(0.5, "mg/L FEU", ucum="mg/L")) is True
     assert positive(ddimer(0.3, "ug/mL DDU", ucum="ug/mL", code="48065-7")) is True  # 300 DDU ≥ 250
+
+
+def _with_range_text(observation: dict, text: str) -> dict:
+    observation["referenceRange"] = [{"text": text}]
+    return observation
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.48, False), (0.49, False), (0.50, True)])
+def test_a_reference_range_given_only_as_text_up_to_its_limit(value: float, expected: bool) -> None:
+    # "0.00 - 0.49 ug/mL FEU": 0.49 is still normal (B / @), 0.50 is above it (A).
+    assert positive(_with_range_text(ddimer(value, "ug/mL"), "0.00 - 0.49 ug/mL FEU")) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.49, False), (0.50, True), (0.51, True)])
+def test_a_reference_range_written_as_below_a_limit_excludes_the_limit(value: float, expected: bool) -> None:
+    # "<0.50 ug/mL FEU": normal is below 0.50, so 0.50 itself is abnormal.
+    assert positive(_with_range_text(ddimer(value, "ug/mL FEU"), "<0.50 ug/mL FEU")) is expected
+
+
+def test_a_value_above_the_analytic_range_takes_its_unit_from_the_reference_range() -> None:
+    above = _with_range_text(ddimer(code="48065-7", value_string=">20.00"), "<0.50 ug/mL FEU")
+    assert positive(above) is True
+    below = _with_range_text(ddimer(code="48065-7", value_string="<0.27"), "<0.50 ug/mL FEU")
+    assert positive(below) is False
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.49, False), (0.50, True), (0.92, True)])
+def test_mcg_is_a_spelling_of_micrograms(value: float, expected: bool) -> None:
+    assert positive(ddimer(value, "mcg/mL FEU")) is expected  # 500 ng/mL FEU cutoff: B / @ / A

@@ -216,9 +216,7 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def report(
-    rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: float, reader: dict[str, float]
-) -> None:
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: float, reader: dict[str, float]) -> None:
     def pick(record: str, level: int | None = None) -> list[dict[str, Any]]:
         return [r for r in rows if r["record"] == record and (level is None or r["concurrency"] == level)]
 

@@ -64,6 +64,7 @@ _IGNORED_VERIFICATION = {"refuted", "entered-in-error"}
 _SUSPECTED_VERIFICATION = {"differential", "unconfirmed"}
 _FINAL = {"final", "amended", "corrected"}
 _ICD_SIDE = {"1": Side.RIGHT, "2": Side.LEFT, "3": Side.BILATERAL, "9": Side.UNKNOWN}
+MAX_TEXT_REPORTS = 12  # venous duplex reports read from their text per call, newest first
 
 
 @dataclass
@@ -389,9 +390,15 @@ def read_imaging(
     by_ref = {reference_of(o): o for o in observations if o.get("status") in _FINAL and is_venous_duplex(o.get("code"))}
     grouped: set[str] = set()
     studies: list[ImagingStudy] = []
-    for report in reports:
-        if report.get("status") not in _FINAL or not is_venous_duplex(report.get("code")):
-            continue
+    duplex_reports = [r for r in reports if r.get("status") in _FINAL and is_venous_duplex(r.get("code"))]
+    # Text is read for the newest reports only: a record of hundreds of old studies must not cost a second.
+    duplex_reports.sort(key=lambda r: _report_date(r) or date.min, reverse=True)
+    if len(duplex_reports) > MAX_TEXT_REPORTS:
+        notes.append(
+            f"{len(duplex_reports) - MAX_TEXT_REPORTS} older venous duplex report(s) were not read from their text "
+            f"(the newest {MAX_TEXT_REPORTS} are)"
+        )
+    for position, report in enumerate(duplex_reports):
         members = []
         for result in report.get("result", []) or []:
             ref = result.get("reference") if isinstance(result, dict) else None
@@ -401,9 +408,10 @@ def read_imaging(
                 if key in by_ref:
                     members.append(by_ref[key])
                     grouped.add(key)
-        when = parse_date(report.get("effectiveDateTime")) or observation_date(report)
+        when = _report_date(report)
         recent = study_date_is_recent(when, today, acute_window_days)
-        studies.append(_study(report, members, when, notes, attachments, recent))
+        read_text = position < MAX_TEXT_REPORTS
+        studies.append(_study(report, members, when, notes, attachments if read_text else None, recent))
     for ref, observation in by_ref.items():
         if ref not in grouped:
             when = observation_date(observation)
@@ -414,14 +422,19 @@ def read_imaging(
     return studies, notes
 
 
+def _report_date(report: dict[str, Any]) -> date | None:
+    return parse_date(report.get("effectiveDateTime")) or observation_date(report)
+
+
 def _study(
     head: dict[str, Any],
     members: list[dict[str, Any]],
     when: date | None,
     notes: list[str],
-    attachments: Mapping[str, FetchedAttachment],
+    attachments: Mapping[str, FetchedAttachment] | None,
     recent: bool,
 ) -> ImagingStudy:
+    """One study; its report text is read unless ``attachments`` is None (a study beyond the newest few)."""
     code = head.get("code")
     legs = legs_examined(code)
     reading = _Reading()
@@ -441,7 +454,7 @@ def _study(
     source = SourceRef(reference_of(head), when, code_match.label() if code_match else concept_text(code))
     if duplex_recognition(code) == "title":
         notes.append(f"{source.reference}: a local code, recognised as a venous duplex study by its title")
-    if not components_read:
+    if not components_read and attachments is not None:
         text = _text_findings(head, source, legs, attachments, recent)
         if text is not None and (text.read or not conclusion_veins):
             notes.extend(text.notes)

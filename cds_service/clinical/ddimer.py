@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from cds_service.clinical import terminology as tx
-from cds_service.clinical.fhirdata import concept_codes, concept_text, observation_date, reference_of
+from cds_service.clinical.fhirdata import concept_codes, concept_text, listed, observation_date, reference_of
 from cds_service.clinical.model import DDimer, SourceRef
 from cds_service.clinical.thresholds import DDIMER_DDU_CUTOFF, DDIMER_FEU_CUTOFF, DDIMER_WINDOW_DAYS
 
@@ -64,7 +64,7 @@ def interpret(observation: dict[str, Any]) -> DDimer | None:
     )
     value_text = _value_text(observation)
 
-    flags = {c.upper() for i in observation.get("interpretation", []) or [] for c in concept_codes(i)}
+    flags = {c.upper() for i in listed(observation, "interpretation") for c in concept_codes(i)}
     if flags & _POSITIVE_INTERPRETATION:
         return DDimer(True, f"lab interpretation {sorted(flags & _POSITIVE_INTERPRETATION)[0]}", value_text, source)
     if flags & _NEGATIVE_INTERPRETATION:
@@ -172,7 +172,7 @@ def _range_text(reference: dict[str, Any]) -> tuple[float, bool, str] | None:
 
 
 def _range_unit(observation: dict[str, Any]) -> str | None:
-    for reference in observation.get("referenceRange", []) or []:
+    for reference in listed(observation, "referenceRange"):
         if not isinstance(reference, dict):
             continue
         high = reference.get("high")
@@ -186,7 +186,7 @@ def _range_unit(observation: dict[str, Any]) -> str | None:
 
 def _reference_high(observation: dict[str, Any], unit: str) -> tuple[float, bool] | None:
     """The lab's upper reference limit in the value's unit, and whether the limit itself is normal."""
-    for reference in observation.get("referenceRange", []) or []:
+    for reference in listed(observation, "referenceRange"):
         if not isinstance(reference, dict):
             continue
         high = reference.get("high")

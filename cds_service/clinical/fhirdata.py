@@ -13,6 +13,18 @@ from typing import Any
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
 
+def listed(element: Any, key: str) -> list[Any]:
+    """``element[key]`` as a list, whatever the client sent: absent or null → []; a single object where R4 has a
+    list (the CDS Hooks sandbox sends ``category`` so) → [it]; anything else → []. Read every repeating element of
+    client data through this: ``.get(key, [])`` returns None for an explicit null."""
+    if not isinstance(element, dict):
+        return []
+    value = element.get(key)
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
+
+
 def reference_of(resource: dict[str, Any]) -> str:
     kind = resource.get("resourceType", "Resource")
     rid = resource.get("id")
@@ -64,9 +76,7 @@ def code_of(concept: Any, system: str) -> str | None:
 def concept_codes(concept: Any) -> list[str]:
     if not isinstance(concept, dict):
         return []
-    return [
-        c["code"] for c in concept.get("coding", []) or [] if isinstance(c, dict) and isinstance(c.get("code"), str)
-    ]
+    return [c["code"] for c in listed(concept, "coding") if isinstance(c, dict) and isinstance(c.get("code"), str)]
 
 
 def concept_text(concept: Any) -> str:
@@ -75,7 +85,7 @@ def concept_text(concept: Any) -> str:
         return ""
     if isinstance(concept.get("text"), str) and concept["text"].strip():
         return concept["text"].strip()
-    for coding in concept.get("coding", []) or []:
+    for coding in listed(concept, "coding"):
         if isinstance(coding, dict) and isinstance(coding.get("display"), str):
             return coding["display"].strip()
     codes = concept_codes(concept)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.clinical.fhirdata import observation_date, parse_date
+from cds_service.clinical.fhirdata import listed, observation_date, parse_date
 from cds_service.clinical.medications import MedicationLookup, is_current
 from cds_service.clinical.reports.narrative import MAX_ATTACHMENT_BYTES
 from cds_service.clinical.thrombosis import is_venous_duplex
@@ -39,7 +39,7 @@ def needed_reads(record: PatientRecord, drafts: list[dict[str, Any]] | None = No
     ]
     reports.sort(key=lambda r: parse_date(r.get("effectiveDateTime")) or observation_date(r) or parse_date("0001"))
     for report in reversed(reports[-MAX_REPORTS:]):
-        for form in report.get("presentedForm") or []:
+        for form in listed(report, "presentedForm"):
             if not isinstance(form, dict) or isinstance(form.get("data"), str):
                 continue
             media = form.get("contentType")

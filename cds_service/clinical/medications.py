@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.clinical import terminology as tx
-from cds_service.clinical.fhirdata import concept_codes, concept_text, parse_date, reference_of
+from cds_service.clinical.fhirdata import concept_codes, concept_text, listed, parse_date, reference_of
 from cds_service.clinical.model import DoseIntensity, MedicationUse, SourceRef
 from cds_service.clinical.thresholds import PROPHYLACTIC_DAILY_DOSE
 
@@ -130,7 +130,7 @@ class MedicationLookup:
             return ({"text": display} if isinstance(display, str) else None), False
         target = ref["reference"]
         if target.startswith("#"):
-            for contained in request.get("contained", []) or []:
+            for contained in listed(request, "contained"):
                 if isinstance(contained, dict) and contained.get("id") == target[1:]:
                     return contained.get("code"), True
             return None, False
@@ -198,7 +198,7 @@ def intensity(agent: str, daily_mg: float | None, request: dict[str, Any], weigh
 
 
 def _route_is_iv(request: dict[str, Any]) -> bool:
-    for dosage in request.get("dosageInstruction", []) or []:
+    for dosage in listed(request, "dosageInstruction"):
         text = concept_text(dosage.get("route")).lower() if isinstance(dosage, dict) else ""
         if "intravenous" in text or text in {"iv", "47625008"}:
             return True
@@ -227,7 +227,7 @@ def _dose(request: dict[str, Any], drug: DrugMatch, weight_kg: float | None) -> 
     ordered — the ordered one is the order); what they leave out is read from the dosage text ("40 mg,
     Subcutaneous, Daily", "5 mg BID", "1 mg/kg q12h"), so a prophylactic dose written only in words is read as
     prophylactic."""
-    dosages = [d for d in request.get("dosageInstruction", []) or [] if isinstance(d, dict)]
+    dosages = [d for d in listed(request, "dosageInstruction") if isinstance(d, dict)]
     if not dosages:
         return None, None, "no dosage instructions"
     # The first phase of a multi-phase regimen is the most intense; judge intensity by the maintenance
@@ -261,7 +261,7 @@ def _dose(request: dict[str, Any], drug: DrugMatch, weight_kg: float | None) -> 
 
 def _dose_rates(dosage: dict[str, Any]) -> list[dict[str, Any]]:
     """The doseAndRate entries, the one typed "ordered" first (Epic: calculated, admin-amount, ordered)."""
-    rates = [r for r in dosage.get("doseAndRate", []) or [] if isinstance(r, dict)]
+    rates = [r for r in listed(dosage, "doseAndRate") if isinstance(r, dict)]
 
     def ordered(rate: dict[str, Any]) -> bool:
         return (
@@ -352,7 +352,7 @@ def _per_day(timing: Any) -> float | None:
         if isinstance(period, int | float) and period > 0 and unit in _DAYS_PER_UNIT:
             return float(frequency) / (float(period) * _DAYS_PER_UNIT[unit])
     code = timing.get("code")
-    for coding in code.get("coding", []) if isinstance(code, dict) else []:
+    for coding in listed(code, "coding"):
         if isinstance(coding, dict) and str(coding.get("code", "")).upper() in _PER_DAY:
             return float(_PER_DAY[str(coding["code"]).upper()])
     text = concept_text(code).upper().replace(" ", "") if isinstance(code, dict) else ""
@@ -376,7 +376,7 @@ def duration_days(request: dict[str, Any]) -> int | None:
     the dosage text states ("for 3 months"). A dispense supply (``expectedSupplyDuration``, refills) is what the
     pharmacy hands out, not how long to treat, and is never read as a treatment duration."""
     phases = []
-    for dosage in request.get("dosageInstruction", []) or []:
+    for dosage in listed(request, "dosageInstruction"):
         repeat = (dosage.get("timing") or {}).get("repeat") if isinstance(dosage, dict) else None
         if not isinstance(repeat, dict):
             phases.append(None)
@@ -391,7 +391,7 @@ def duration_days(request: dict[str, Any]) -> int | None:
         return round(sum(p for p in phases if p is not None))
     stated = [
         _TEXT_DURATION.search(d["text"])
-        for d in request.get("dosageInstruction", []) or []
+        for d in listed(request, "dosageInstruction")
         if isinstance(d, dict) and isinstance(d.get("text"), str)
     ]
     total = 0.0

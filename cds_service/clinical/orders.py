@@ -9,7 +9,7 @@ from typing import Any
 from cds_service.clinical import terminology as tx
 from cds_service.clinical import thresholds as th
 from cds_service.clinical.assessment import Assessment, Situation
-from cds_service.clinical.fhirdata import concept_text, reference_of
+from cds_service.clinical.fhirdata import concept_text, listed, reference_of
 from cds_service.clinical.medications import MedicationLookup, anticoagulant_of, medication_use
 from cds_service.clinical.model import ClinicalFacts, MedicationUse, Side
 from cds_service.clinical.regimens import THREE_MONTHS_DAYS
@@ -58,7 +58,7 @@ def read_drafts(resources: list[dict[str, Any]], *, weight_kg: float | None) -> 
         elif kind == "ServiceRequest" and is_venous_duplex(resource.get("code")):
             text = " ".join(
                 [concept_text(resource.get("code"))]
-                + [n.get("text", "") for n in resource.get("note", []) if isinstance(n, dict)]
+                + [n.get("text", "") for n in listed(resource, "note") if isinstance(n, dict)]
             )
             limited = is_limited_ultrasound(resource.get("code")) or tx.valueset(
                 "venous-ultrasound-limited"
@@ -70,7 +70,7 @@ def read_drafts(resources: list[dict[str, Any]], *, weight_kg: float | None) -> 
 
 
 def _for_dvt(resource: dict[str, Any]) -> bool:
-    for reason in resource.get("reasonCode", []) or []:
+    for reason in listed(resource, "reasonCode"):
         if tx.match_any(reason, [vs for vs, _ in CONDITION_SETS]) is not None:
             return True
     return False

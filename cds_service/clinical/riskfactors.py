@@ -16,6 +16,7 @@ from cds_service.clinical.fhirdata import (
     concept_text,
     condition_abatement,
     condition_onset,
+    listed,
     observation_date,
     parse_date,
     period_end,
@@ -104,9 +105,7 @@ def inpatient_recognition(encounter: dict[str, Any]) -> str | None:
     if isinstance(klass, dict) and tx.valueset("encounter-class-inpatient").coding_match(klass) is not None:
         return "code"
     types = (
-        [t for t in encounter.get("type") or [] if isinstance(t, dict)]
-        if isinstance(encounter.get("type"), list)
-        else []
+        [t for t in listed(encounter, "type") if isinstance(t, dict)] if isinstance(encounter.get("type"), list) else []
     )
     matches = [tx.valueset("encounter-type-inpatient").match(t) for t in types]
     if any(m is not None and not m.by_text for m in matches):

@@ -26,6 +26,7 @@ from cds_service.clinical.fhirdata import (
     concept_text,
     condition_abatement,
     condition_onset,
+    listed,
     observation_date,
     parse_date,
     reference_of,
@@ -269,7 +270,7 @@ def duplex_recognition(concept: Any) -> str | None:
         [title]
         + [
             c["display"]
-            for c in (concept.get("coding") or [])
+            for c in (listed(concept, "coding"))
             if isinstance(c, dict) and isinstance(c.get("display"), str)
         ]
         if isinstance(concept, dict)
@@ -297,7 +298,7 @@ def legs_examined(concept: Any) -> Side:
 
 def _component(component: dict[str, Any]) -> str | None:
     code = component.get("code")
-    for coding in code.get("coding", []) if isinstance(code, dict) else []:
+    for coding in listed(code, "coding"):
         if isinstance(coding, dict) and coding.get("system") == US_SYSTEM:
             return coding.get("code")
     return None
@@ -331,7 +332,7 @@ class _Reading:
 
 
 def _read_observation(observation: dict[str, Any], reading: _Reading, notes: list[str]) -> None:
-    for component in observation.get("component", []) or []:
+    for component in listed(observation, "component"):
         if not isinstance(component, dict):
             continue
         kind = _component(component)
@@ -400,7 +401,7 @@ def read_imaging(
         )
     for position, report in enumerate(duplex_reports):
         members = []
-        for result in report.get("result", []) or []:
+        for result in listed(report, "result"):
             ref = result.get("reference") if isinstance(result, dict) else None
             if isinstance(ref, str):
                 key = ref.split("/_history")[0]

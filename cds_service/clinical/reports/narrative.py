@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, Protocol
 
+from cds_service.clinical.fhirdata import listed
+
 MAX_ATTACHMENT_BYTES = 512 * 1024  # a venous duplex report is a few kB: anything larger is not a report text
 
 
@@ -45,7 +47,7 @@ _HEADER = re.compile(r"(?im)^\s*(?:impression|conclusion|findings|result)s?\s*:"
 def report_narrative(report: dict[str, Any], attachments: Mapping[str, FetchedAttachment]) -> Narrative:
     narrative = Narrative()
     pieces: list[str] = []
-    forms = [f for f in report.get("presentedForm") or [] if isinstance(f, dict)]
+    forms = [f for f in listed(report, "presentedForm") if isinstance(f, dict)]
     readable_forms = [f for f in forms if _media_type(f) in _TEXT_TYPES]
     for form in readable_forms:
         text, problem = _attachment_text(form, attachments)

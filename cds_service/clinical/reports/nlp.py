@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
@@ -155,6 +156,9 @@ def pipeline() -> Any:
     from medspacy.section_detection import SectionRule
     from spacy.language import Language
 
+    # medspaCy keeps a token matcher beside its phrase and regex matchers; with rules of those two kinds only, spaCy
+    # warns on every document that the token matcher has no patterns (W036). Nothing is wrong: silence that one.
+    warnings.filterwarnings("ignore", message=r"\[W036\]")
     if "dvt_line_sentences" not in Language.factories:
         Language.component("dvt_line_sentences", func=_line_sentences)
     nlp = medspacy.load(medspacy_enable=["medspacy_target_matcher"])

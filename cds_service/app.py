@@ -27,7 +27,8 @@ from cds_service.errors import BadRequest, CdsError, NotFound, Unauthorized, Uns
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.conceptmaps import SiteConceptMaps
 from cds_service.logs import log_fields
-from cds_service.pipeline import CallPipeline, validation_details
+from cds_service.pipeline import Caller, CallPipeline, validation_details
+from cds_service.profiles import OrderCatalog
 from cds_service.protocol import FeedbackRequest
 from cds_service.security import ClientAuthenticator, JwksCache, fhir_server_policy
 from cds_service.settings import Settings, is_loopback_host
@@ -58,16 +59,32 @@ def create_app(
     )
     authenticator = ClientAuthenticator(settings, store, jwks_cache) if settings.auth == "jwt" else None
     concept_maps = SiteConceptMaps.load(settings.concept_maps)
+    catalog = OrderCatalog.load(settings.order_catalog)
     services = site_services(concept_maps)
     by_id = {service.id: service for service in services}
+    default_policy = fhir_server_policy(settings)
+    callers = {
+        issuer.iss: Caller(
+            profile=issuer.ehr_profile or settings.ehr_profile,
+            issuer=issuer.label,
+            server_allowed=fhir_server_policy(settings, issuer),
+        )
+        for issuer in settings.trusted_issuers
+    }
+    anonymous = Caller(profile=settings.ehr_profile, server_allowed=default_policy)
     pipeline = CallPipeline(
         settings,
         client=client,
         store=store,
         clock=clock or (lambda: datetime.now(UTC)),
-        server_allowed=fhir_server_policy(settings),
+        server_allowed=default_policy,
         concept_maps=concept_maps,
+        catalog=catalog,
     )
+
+    def caller() -> Caller:
+        identity = g.get("caller")
+        return callers.get(identity.iss, anonymous) if identity is not None else anonymous
 
     app = Flask("cds_service")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -101,7 +118,7 @@ def create_app(
                 path=_path_shape(request.path),
             )
             return
-        identity = authenticator.authenticate(request.headers.get("Authorization"), settings.base_url + request.path)
+        identity = authenticator.authenticate(request.headers.get("Authorization"), request.path)
         g.caller = identity
 
     # --- routes --------------------------------------------------------------------------------------------------
@@ -113,7 +130,7 @@ def create_app(
     def invoke(service_id: str) -> Response:
         service = _service(service_id, by_id)
         body = _json_body(settings)
-        return jsonify(pipeline.invoke(service, body, started=g.started))
+        return jsonify(pipeline.invoke(service, body, started=g.started, caller=caller()))
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
@@ -152,7 +169,8 @@ def create_app(
     def _observe(response: Response) -> Response:
         started = g.get("started")
         if started is not None and request.method != "OPTIONS":
-            metrics.REQUEST_SECONDS.labels(_route_label(request.path), str(response.status_code)).observe(
+            issuer = caller().issuer if request.path.startswith("/cds-services") else metrics.NO_ISSUER
+            metrics.REQUEST_SECONDS.labels(_route_label(request.path), str(response.status_code), issuer).observe(
                 time.monotonic() - started
             )
         return response

@@ -20,7 +20,7 @@ from cds_service.clinical.evidence import CHEST_AT9_DIAGNOSIS, PREGNANCY_BLOOD_2
 from cds_service.clinical.model import ClinicalFacts, Side, SourceRef, Thrombosis
 from cds_service.clinical.regimens import Regimen
 from cds_service.clinical.terminology import LOINC, RXNORM, UCUM
-from cds_service.clinical.topics import TOPIC_DISPLAY, TOPIC_SYSTEM, Topic
+from cds_service.clinical.topics import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS, TOPIC_DISPLAY, TOPIC_SYSTEM, Topic
 from cds_service.protocol import Action, Card, Coding, Source, Suggestion
 
 SUMMARY_MAX = 139
@@ -37,7 +37,9 @@ INDICATOR: dict[Topic, str] = {
     Topic.ANTICOAGULATION_DURATION: "info",
     Topic.ANTICOAGULANT_CAUTION: "warning",
     Topic.LIMITED_COMPRESSION_ULTRASOUND: "warning",
+    Topic.DRAFT_ORDER_NOT_CHECKED: "warning",
 }
+OVERRIDE_CODINGS = [Coding(system=OVERRIDE_REASON_SYSTEM, code=c, display=d) for c, d in OVERRIDE_REASONS.items()]
 DUPLEX = {
     Side.BILATERAL: ("39420-5", "US.doppler Lower extremity vein - bilateral", "both legs"),
     Side.RIGHT: ("39443-7", "US.doppler Lower extremity vein - right", "right leg"),
@@ -115,6 +117,7 @@ def _card(
         ),
         suggestions=suggestions or None,
         selectionBehavior="at-most-one" if suggestions else None,
+        overrideReasons=list(OVERRIDE_CODINGS),
     )
 
 
@@ -283,9 +286,18 @@ def anticoagulation_suggestion(
                 type="create",
                 description=f"Order {regimen.summary} ({regimen.duration_text})",
                 resource=medication_request(regimen, ctx, episode),
+                order_key=regimen.key,
             )
         ],
     )
+
+
+def _side_word(side: Side) -> str:
+    return side.value if side in (Side.RIGHT, Side.LEFT) else "bilateral"
+
+
+def duplex_key(side: Side) -> str:
+    return f"imaging.venous-duplex.{_side_word(side)}"
 
 
 def serial_imaging_days(ctx: CardContext) -> tuple[date, date]:
@@ -308,13 +320,16 @@ def serial_imaging_suggestion(
                 type="create",
                 description=f"Order venous duplex ultrasound of {legs} on {first.isoformat()} (day 7)",
                 resource=service_request(side, first, ctx, episode, "repeat at 1 week"),
+                order_key=duplex_key(side),
             ),
             Action(
                 type="create",
                 description=f"Order venous duplex ultrasound of {legs} on {second.isoformat()} (day 14)",
                 resource=service_request(side, second, ctx, episode, "repeat at 2 weeks"),
+                order_key=duplex_key(side),
             ),
         ],
+        order_set_key=f"orderset.serial-imaging.{_side_word(side)}",
     )
 
 
@@ -506,6 +521,7 @@ def location_unknown_card(assessment: Assessment, ctx: CardContext) -> Card:
                 type="create",
                 description="Order whole-leg venous duplex ultrasound including the calf veins",
                 resource=service_request(side, first, ctx, episode, "to document the veins involved"),
+                order_key=duplex_key(side),
             )
         ],
     )
@@ -534,6 +550,7 @@ def bilateral_card(assessment: Assessment, ctx: CardContext) -> Card:
                 type="create",
                 description=f"Order venous duplex ultrasound of the {other.value} leg on {first}",
                 resource=service_request(other, first, ctx, episode, "contralateral surveillance"),
+                order_key=duplex_key(other),
             )
         ],
     )
@@ -586,8 +603,9 @@ def pregnancy_anticoagulant_card(draft_reference: str, agent: str, assessment: A
         actions.append(
             Action(
                 type="create",
-                description=f"Order {regimen.summary}",
+                description=f"Order {regimen.summary} ({regimen.duration_text})",
                 resource=medication_request(regimen, ctx, assessment.episode),
+                order_key=regimen.key,
             )
         )
     suggestion = Suggestion(label="Replace with enoxaparin 1 mg/kg every 12 hours", isRecommended=True, actions=actions)
@@ -660,6 +678,7 @@ def limited_ultrasound_card(
                 type="create",
                 description="Order whole-leg venous duplex ultrasound including the calf veins",
                 resource=service_request(whole, ctx.today, ctx, assessment.episode, "whole leg"),
+                order_key=duplex_key(whole),
             ),
         ],
     )

@@ -39,6 +39,8 @@ ALLOWED_FIELDS = frozenset(
         "resource_type",
         "errors",
         "issuer",
+        "profile",
+        "trigger",
         "workers",
         "outcome",
         "stored",

@@ -19,11 +19,12 @@ from prometheus_client import (
 
 REQUEST_SECONDS = Histogram(
     "dvt_cds_request_duration_seconds",
-    "Time to answer a request, by service (or route) and HTTP status",
-    ["service", "status"],
+    "Time to answer a request, by service (or route), HTTP status and calling issuer (its configured short name)",
+    ["service", "status", "issuer"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
-CARDS = Counter("dvt_cds_cards_total", "Cards returned, by card topic", ["topic"])
+CARDS = Counter("dvt_cds_cards_total", "Cards returned, by card topic and calling issuer", ["topic", "issuer"])
+NO_ISSUER = "none"  # authentication off: no issuer to name
 FHIR_FETCHES = Counter("dvt_cds_fhir_fetches_total", "Queries to the EHR's FHIR server, by outcome", ["outcome"])
 JWT_REJECTIONS = Counter("dvt_cds_jwt_rejections_total", "Calls refused with 401, by reason", ["reason"])
 

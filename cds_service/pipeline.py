@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,12 +26,30 @@ from cds_service.fhir.followup import read_followups
 from cds_service.fhir.prefetch import PrefetchResolver
 from cds_service.fhir.record import PatientRecord
 from cds_service.logs import log_fields
+from cds_service.profiles import OrderCatalog, ShapeContext, profile
 from cds_service.protocol import CdsResponse, HookRequest
 from cds_service.settings import Settings
 from cds_service.store import IssuedCard, Store
 from hooks import HookCall, HookService
 
 log = logging.getLogger("cds_service.calls")
+_TRIGGER = "com.epic.cdshooks.request.bpa-trigger-action"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called, as far as answering goes: the EHR profile to shape the cards for, a short issuer name for logs
+    and metrics, and which fhirServers may receive its access token."""
+
+    profile: str = "hl7"
+    issuer: str = metrics.NO_ISSUER
+    server_allowed: Callable[[str], tuple[bool, str]] | None = None
+
+
+def epic_trigger(request: HookRequest) -> str | None:
+    """Epic's native trigger, sent as patient-view with ``com.epic.cdshooks.request.bpa-trigger-action``."""
+    value = (request.extension or {}).get(_TRIGGER)
+    return str(value).strip() if isinstance(value, str | int) and str(value).strip() else None
 
 
 def validation_details(error: ValidationError, prefix: str = "") -> list[str]:
@@ -52,8 +71,10 @@ class CallPipeline:
         clock: Callable[[], datetime],
         server_allowed: Callable[[str], tuple[bool, str]],
         concept_maps: SiteConceptMaps | None = None,
+        catalog: OrderCatalog | None = None,
     ):
         self._settings = settings
+        self._catalog = catalog or OrderCatalog()
         self._concept_maps = concept_maps or SiteConceptMaps()
         self._client = client
         self._server_allowed = server_allowed
@@ -68,12 +89,17 @@ class CallPipeline:
             close_to_popliteal_cm=settings.close_to_popliteal_cm,
         )
 
-    def invoke(self, service: HookService, body: Any, *, started: float) -> dict[str, Any]:
+    def invoke(
+        self, service: HookService, body: Any, *, started: float, caller: Caller | None = None
+    ) -> dict[str, Any]:
+        caller = caller or Caller(profile=self._settings.ehr_profile)
         hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
         fields: dict[str, Any] = {
             "event": "hook-call",
             "service": service.id,
             "hookInstance": hook_instance if isinstance(hook_instance, str) else None,
+            "issuer": caller.issuer,
+            "profile": caller.profile,
         }
         status, decision, topics, gaps = 200, None, [], []
         issued: list[IssuedCard] = []
@@ -82,6 +108,10 @@ class CallPipeline:
             context = self._context(service, request)
             deadline = started + self._settings.call_deadline_s
             fetch_started = time.monotonic()
+            trigger = epic_trigger(request)
+            if trigger:
+                fields["trigger"] = trigger
+            server_allowed = caller.server_allowed or self._server_allowed
             record = self._resolver.resolve(
                 service.prefetch,
                 context=context.model_dump(),
@@ -91,22 +121,25 @@ class CallPipeline:
                 access_token=request.access_token,
                 deadline=deadline,
                 today=self._clock().date(),
+                server_allowed=server_allowed,
             )
             drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
             self._concept_maps.apply_record(record, drafts)  # before the follow-ups: a local code may name a report
-            self._follow_up(record, context, request, deadline)
+            self._follow_up(record, context, request, deadline, server_allowed)
             self._concept_maps.apply_record(record)  # the Medications and reports the follow-ups brought
             fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)
             fields["sources"] = record.sources
-            result = service.handler(HookCall(request, context, record, self._clock(), self._config))
+            call = HookCall(request, context, record, self._clock(), self._config, caller.profile, trigger)
+            result = service.handler(call)
             decision, gaps = result.decision, result.data_gaps
             topics = [c.source.topic.code for c in result.cards if c.source.topic]
             for topic in topics:
-                metrics.CARDS.labels(topic).inc()
+                metrics.CARDS.labels(topic, caller.issuer).inc()
             issued = [
                 IssuedCard(c.uuid, c.source.topic.code if c.source.topic else "", c.indicator) for c in result.cards
             ]
-            return CdsResponse(cards=result.cards).to_json()
+            shaped = profile(caller.profile).shape(result.cards, ShapeContext(service.hook, self._catalog))
+            return CdsResponse(cards=shaped).to_json()
         except CdsError as error:
             status = error.status
             fields["error"] = error.message
@@ -130,7 +163,14 @@ class CallPipeline:
             if isinstance(fields.get("hookInstance"), str):
                 self._audit(fields["hookInstance"], service.id, status, decision, issued, gaps, duration)
 
-    def _follow_up(self, record: PatientRecord, context: Any, request: HookRequest, deadline: float) -> None:
+    def _follow_up(
+        self,
+        record: PatientRecord,
+        context: Any,
+        request: HookRequest,
+        deadline: float,
+        server_allowed: Callable[[str], tuple[bool, str]],
+    ) -> None:
         """Report text held in Binary resources, and Medications neither included nor contained."""
         drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
         needs = needed_reads(record, drafts)
@@ -144,7 +184,7 @@ class CallPipeline:
             fhir_server=request.fhirServer,
             access_token=request.access_token,
             deadline=deadline,
-            server_allowed=self._server_allowed,
+            server_allowed=server_allowed,
             attachment_bytes=ATTACHMENT_BYTES,
         )
 

@@ -196,6 +196,8 @@ class Action(_Response):
     description: str = Field(min_length=1)
     resource: dict[str, Any] | None = None
     resourceId: str | None = None
+    # The order's key in a site's order catalog (never sent: the EHR profile maps it to the site's own codes).
+    order_key: str | None = Field(default=None, exclude=True)
 
 
 class Suggestion(_Response):
@@ -203,6 +205,8 @@ class Suggestion(_Response):
     uuid: str = Field(default_factory=lambda: str(uuid.uuid4()))
     isRecommended: bool | None = None
     actions: list[Action] | None = None
+    # The catalog key of an order set that can stand for all the actions (serial imaging); never sent.
+    order_set_key: str | None = Field(default=None, exclude=True)
 
 
 class Card(_Response):

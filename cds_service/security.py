@@ -48,9 +48,11 @@ _MAX_TOKEN_BYTES = 16 * 1024
 # ----------------------------------------------------------------------------------------------------------------
 # fhirServer allowlist
 # ------------------------------------------------------------------------------------------------------------------
-def fhir_server_policy(settings: Settings):
-    """Decide whether a request's ``fhirServer`` may be contacted (and receive the access token)."""
-    prefixes = [p.rstrip("/") for p in settings.fhir_server_allowlist]
+def fhir_server_policy(settings: Settings, issuer: TrustedIssuer | None = None):
+    """Decide whether a request's ``fhirServer`` may be contacted (and receive the access token): the calling
+    issuer's own ``fhir_servers`` when it has them, else DVT_CDS_FHIR_SERVER_ALLOWLIST."""
+    own = issuer.fhir_servers if issuer is not None and issuer.fhir_servers else None
+    prefixes = [p.rstrip("/") for p in (own or settings.fhir_server_allowlist)]
     development = settings.auth == "off"
 
     def allowed(url: str) -> tuple[bool, str]:
@@ -83,6 +85,7 @@ class CallerIdentity:
     sub: str | None
     tenant: str | None
     jti: str
+    issuer: TrustedIssuer | None = None
 
 
 class JwksCache:
@@ -95,6 +98,7 @@ class JwksCache:
         self._allow_http_loopback = allow_http_loopback
         self._keys: dict[str, dict[str, dict[str, Any]]] = {}
         self._fetched_at: dict[str, float] = {}
+        self._lists: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
         self._session = requests.Session()
         self._session.trust_env = False
@@ -114,7 +118,30 @@ class JwksCache:
                 self._keys[url] = fetched
             return self._keys.get(url, {}).get(kid)
 
+    def jku_list(self, url: str) -> frozenset[str]:
+        """The jku URLs an issuer publishes as its own (Oracle Health): fetched and cached like a JWKS, refetched at
+        most once per ``min_refetch_s``. A JSON list of URLs, or an object holding one under ``jku``/``jkus``."""
+        with self._lock:
+            cached = self._lists.get(url)
+            last = self._fetched_at.get("list:" + url)
+            if cached is not None and last is not None and time.monotonic() - last < self._min_refetch_s:
+                return cached
+            self._fetched_at["list:" + url] = time.monotonic()
+        body = self._fetch_json(url)
+        found = cached or frozenset()
+        if isinstance(body, dict):
+            body = body.get("jkus", body.get("jku"))
+        if isinstance(body, list):
+            found = frozenset(u for u in body if isinstance(u, str) and u.startswith("https://"))
+        with self._lock:
+            self._lists[url] = found
+        return found
+
     def _fetch(self, url: str) -> dict[str, dict[str, Any]] | None:
+        body = self._fetch_json(url)
+        return keys_by_kid(body) if body is not None else None
+
+    def _fetch_json(self, url: str) -> Any:
         parts = urlsplit(url)
         if parts.scheme != "https" and not (
             self._allow_http_loopback and parts.scheme == "http" and is_loopback_host(parts.hostname or "")
@@ -129,7 +156,7 @@ class JwksCache:
                 raw = response.raw.read(_MAX_JWKS_BYTES + 1, decode_content=True)
             if len(raw) > _MAX_JWKS_BYTES:
                 return None
-            return keys_by_kid(json.loads(raw))
+            return json.loads(raw)
         except (requests.RequestException, ValueError, RecursionError) as exc:
             log.warning("jwks fetch failed: %s", type(exc).__name__)
             return None
@@ -155,7 +182,8 @@ class ClientAuthenticator:
             allow_http_loopback=is_loopback_host(settings.host),
         )
 
-    def authenticate(self, authorization: str | None, audience: str) -> CallerIdentity:
+    def authenticate(self, authorization: str | None, path: str) -> CallerIdentity:
+        """The verified caller of ``path``; ``aud`` must be the issuer's audience base (or ours) + the path."""
         token = _bearer_token(authorization)
         try:
             header = jwt.get_unverified_header(token)
@@ -173,6 +201,7 @@ class ClientAuthenticator:
         if issuer is None:
             raise Unauthorized("issuer not trusted", "issuer")
 
+        audience = (issuer.audience or self._settings.base_url).rstrip("/") + path
         jwk = self._find_key(issuer, header, kid)
         if jwk is None:
             raise Unauthorized("signing key not found", "unknown-key")
@@ -205,12 +234,16 @@ class ClientAuthenticator:
             sub=sub if isinstance(sub, str) else None,
             tenant=tenant if isinstance(tenant, str) else None,
             jti=jti,
+            issuer=issuer,
         )
 
     def _find_key(self, issuer: TrustedIssuer, header: dict[str, Any], kid: str) -> dict[str, Any] | None:
         jku = header.get("jku")
+        pinned = keys_by_kid(issuer.jwks).get(kid) if issuer.jwks is not None else None
         if jku is not None:
-            if not isinstance(jku, str) or jku not in issuer.jku_allowed:
+            if pinned is not None:
+                return pinned  # the issuer's key is configured here: trusted without fetching (offline testers)
+            if not isinstance(jku, str) or not self._jku_allowed(issuer, jku):
                 raise Unauthorized("jku not allowlisted", "jku")
             return self._jwks.key(jku, kid)
         if issuer.jwks is not None:
@@ -218,6 +251,13 @@ class ClientAuthenticator:
         if issuer.jwks_url is not None:
             return self._jwks.key(issuer.jwks_url, kid)
         raise Unauthorized("issuer requires a jku header", "jku")
+
+    def _jku_allowed(self, issuer: TrustedIssuer, jku: str) -> bool:
+        if jku in issuer.jku_allowed:
+            return True
+        if issuer.jku_list_url is not None:
+            return jku in self._jwks.jku_list(issuer.jku_list_url)
+        return False
 
 
 def _category(exc: jwt.PyJWTError) -> str:

@@ -10,28 +10,42 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cds_service.clinical import thresholds
 
+EhrProfile = Literal["hl7", "epic", "oracle"]
+
 
 class TrustedIssuer(BaseModel):
-    """One CDS client allowed to call us: its ``iss`` and where its public keys are."""
+    """One CDS client allowed to call us: its ``iss``, where its public keys are, and how to answer it."""
 
     model_config = ConfigDict(extra="forbid")
 
     iss: str
+    # A short label for logs and metrics (never a patient detail); by default the issuer's host.
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
     jku_allowed: list[str] = Field(default_factory=list)
+    # Oracle Health publishes the list of jku URLs its tokens may name: fetched and cached like a JWKS.
+    jku_list_url: str | None = None
+    ehr_profile: EhrProfile | None = None  # else DVT_CDS_EHR_PROFILE
+    fhir_servers: list[str] = Field(default_factory=list)  # fhirServer prefixes this issuer may send us to
+    audience: str | None = None  # the base URL this issuer puts in aud, when not DVT_CDS_PUBLIC_BASE_URL
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TrustedIssuer:
-        if not self.jwks_url and not self.jwks and not self.jku_allowed:
-            raise ValueError(f"trusted issuer {self.iss!r} needs jwks_url, jwks or jku_allowed")
+        if not self.jwks_url and not self.jwks and not self.jku_allowed and not self.jku_list_url:
+            raise ValueError(f"trusted issuer {self.iss!r} needs jwks_url, jwks, jku_allowed or jku_list_url")
         return self
+
+    @property
+    def label(self) -> str:
+        return self.name or (urlsplit(self.iss).hostname or "issuer")[:64]
 
 
 def _split_list(value: Any) -> Any:
@@ -65,6 +79,10 @@ class Settings(BaseSettings):
     jwks_timeout_s: float = Field(default=2.0, gt=0, le=30)
     jwks_min_refetch_s: float = Field(default=60.0, ge=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+
+    # --- the calling EHR's dialect and the site's order catalog --------------------------------------------------
+    ehr_profile: EhrProfile = "hl7"  # hl7 (the specification as written), epic, oracle; per issuer too
+    order_catalog: str | None = None  # a JSON file mapping the service's order keys to the site's own codes
 
     # --- the EHR's FHIR server -----------------------------------------------------------------------------------
     fhir_server_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)

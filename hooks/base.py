@@ -21,6 +21,8 @@ class HookCall:
     record: PatientRecord
     now: datetime
     config: RuleConfig
+    profile: str = "hl7"  # the EHR dialect the answer will be shaped for (profiles/)
+    trigger: str | None = None  # Epic's native trigger action, when Epic sent one (patient-view)
 
 
 @dataclass

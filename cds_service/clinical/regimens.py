@@ -44,6 +44,8 @@ class Regimen:
     population: str  # standard | pregnancy | cancer | renal
     citation: Citation
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The stable key of this order for a site's order catalog (DVT_CDS_ORDER_CATALOG): never rename.
+    key: str = ""
 
     @property
     def summary(self) -> str:
@@ -66,6 +68,7 @@ def _standard() -> Regimen:
         population="standard",
         citation=evidence.CHEST_2016,
         notes=("Alternative: rivaroxaban 15 mg twice daily with food for 21 days, then 20 mg once daily with food.",),
+        key="anticoagulation.apixaban.3-months",
     )
 
 
@@ -84,6 +87,7 @@ def rivaroxaban_alternative() -> Regimen:
         population="standard",
         citation=evidence.FDA_LABELS,
         notes=("The 20 mg maintenance tablet (RxNorm 1232086) is ordered when the 21-day phase ends.",),
+        key="anticoagulation.rivaroxaban.3-months",
     )
 
 
@@ -93,7 +97,11 @@ def choose_regimen(facts: ClinicalFacts, *, isolated_distal: bool = True) -> Reg
     regimen = _choose(facts)
     if isolated_distal or regimen.population in ("pregnancy", "cancer"):
         return regimen
-    return replace(regimen, duration_text="at least 3 months, then reassess (proximal DVT)")
+    return replace(
+        regimen,
+        duration_text="at least 3 months, then reassess (proximal DVT)",
+        key=f"anticoagulation.{regimen.agent}.at-least-3-months",
+    )
 
 
 def _choose(facts: ClinicalFacts) -> Regimen:
@@ -110,6 +118,7 @@ def _choose(facts: ClinicalFacts) -> Regimen:
             population="pregnancy",
             citation=evidence.PREGNANCY_BLOOD_2020,
             notes=("No warfarin (teratogenic) and no DOAC in pregnancy; LMWH is compatible with breastfeeding.",),
+            key="anticoagulation.enoxaparin.pregnancy",
         )
     if facts.active_cancer.present:
         base = _standard()
@@ -127,6 +136,7 @@ def _choose(facts: ClinicalFacts) -> Regimen:
                 "Alternatives: edoxaban after at least 5 days of parenteral anticoagulation, or rivaroxaban; "
                 "LMWH is preferred with gastric or gastro-oesophageal lesions.",
             ),
+            key="anticoagulation.apixaban.cancer",
         )
     if crcl is not None and crcl.value < RENAL_DRUG_CRCL.value:
         return Regimen(
@@ -143,5 +153,23 @@ def _choose(facts: ClinicalFacts) -> Regimen:
                 f"CrCl {crcl.value:g} mL/min: no dabigatran, edoxaban or fondaparinux; caution with rivaroxaban and "
                 "apixaban. Consider anti-Xa monitoring.",
             ),
+            key="anticoagulation.enoxaparin.renal",
         )
     return _standard()
+
+
+# Every order the service can propose, by its stable catalog key (``dvt-cds ehr-config`` lists them).
+ORDER_KEYS: dict[str, str] = {
+    "anticoagulation.apixaban.3-months": "apixaban 10 mg twice daily for 7 days, then 5 mg twice daily; 3 months",
+    "anticoagulation.apixaban.at-least-3-months": "apixaban, the same doses; at least 3 months (proximal DVT)",
+    "anticoagulation.apixaban.cancer": "apixaban, the same doses; while the cancer or its treatment is active",
+    "anticoagulation.enoxaparin.pregnancy": "enoxaparin 1 mg/kg subcutaneously every 12 hours (pregnancy)",
+    "anticoagulation.enoxaparin.renal": "enoxaparin 1 mg/kg subcutaneously once daily (CrCl < 30 mL/min)",
+    "anticoagulation.enoxaparin.at-least-3-months": "enoxaparin, as above; at least 3 months (proximal DVT)",
+    "imaging.venous-duplex.bilateral": "venous duplex ultrasound of both legs, including the calf veins",
+    "imaging.venous-duplex.right": "venous duplex ultrasound of the right leg, including the calf veins",
+    "imaging.venous-duplex.left": "venous duplex ultrasound of the left leg, including the calf veins",
+    "orderset.serial-imaging.bilateral": "order set: venous duplex of both legs at 1 and 2 weeks",
+    "orderset.serial-imaging.right": "order set: venous duplex of the right leg at 1 and 2 weeks",
+    "orderset.serial-imaging.left": "order set: venous duplex of the left leg at 1 and 2 weeks",
+}

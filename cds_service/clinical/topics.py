@@ -20,6 +20,7 @@ class Topic(StrEnum):
     ANTICOAGULATION_DURATION = "anticoagulation-duration"
     ANTICOAGULANT_CAUTION = "anticoagulant-caution"
     LIMITED_COMPRESSION_ULTRASOUND = "limited-compression-ultrasound"
+    DRAFT_ORDER_NOT_CHECKED = "draft-order-not-checked"
 
 
 TOPIC_DISPLAY = {
@@ -35,4 +36,17 @@ TOPIC_DISPLAY = {
     Topic.ANTICOAGULATION_DURATION: "Anticoagulation duration differs from the recommendation",
     Topic.ANTICOAGULANT_CAUTION: "Caution with the drafted anticoagulant",
     Topic.LIMITED_COMPRESSION_ULTRASOUND: "Limited venous ultrasound may miss calf DVT",
+    Topic.DRAFT_ORDER_NOT_CHECKED: "A drafted order could not be read, so it was not checked",
+}
+
+# Why a clinician overrides a card (CDS Hooks 2.0 ``overrideReasons``): stable codes an EHR maps to its own
+# acknowledgment reasons, and the feedback report counts. Never rename a code.
+OVERRIDE_REASON_SYSTEM = "urn:distal-dvt-cds:override-reason"
+OVERRIDE_REASONS: dict[str, str] = {
+    "patient-declined": "Patient declined",
+    "managed-elsewhere": "Managed by another clinician or service",
+    "already-on-treatment": "Already anticoagulated or repeat imaging already arranged",
+    "contraindicated": "Contraindicated for this patient",
+    "not-distal-dvt": "Not a distal DVT (diagnosis not confirmed or veins misrecorded)",
+    "record-incorrect": "The record the card was based on is wrong or incomplete",
 }

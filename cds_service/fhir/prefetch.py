@@ -120,6 +120,7 @@ class PrefetchResolver:
         access_token: str | None,
         deadline: float,
         today: date | None = None,
+        server_allowed: Callable[[str], tuple[bool, str]] | None = None,
     ) -> PatientRecord:
         record = PatientRecord(patient_id=patient_id)
         sent = prefetch or {}
@@ -147,7 +148,7 @@ class PrefetchResolver:
         if to_fetch:
             allowed, why_not = (False, "no fhirServer in the request")
             if fhir_server is not None:
-                allowed, why_not = self._server_allowed(fhir_server)
+                allowed, why_not = (server_allowed or self._server_allowed)(fhir_server)
             if allowed and fhir_server is not None:
                 queries = [
                     FhirQuery(

@@ -20,8 +20,16 @@ from cds_service.clinical.evidence import CHEST_AT9_DIAGNOSIS, PREGNANCY_BLOOD_2
 from cds_service.clinical.model import ClinicalFacts, Side, SourceRef, Thrombosis
 from cds_service.clinical.regimens import Regimen
 from cds_service.clinical.terminology import LOINC, RXNORM, UCUM
-from cds_service.clinical.topics import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS, TOPIC_DISPLAY, TOPIC_SYSTEM, Topic
-from cds_service.protocol import Action, Card, Coding, Source, Suggestion
+from cds_service.clinical.topics import TOPIC_DISPLAY, TOPIC_SYSTEM, Topic
+from cds_service.protocol import (
+    OVERRIDE_REASON_SYSTEM,
+    OVERRIDE_REASONS,
+    Action,
+    Card,
+    Coding,
+    Source,
+    Suggestion,
+)
 
 SUMMARY_MAX = 139
 INDICATOR: dict[Topic, str] = {
@@ -683,3 +691,16 @@ def limited_ultrasound_card(
         ],
     )
     return _card(Topic.LIMITED_COMPRESSION_ULTRASOUND, summary, detail, CHEST_AT9_DIAGNOSIS, suggestions=[suggestion])
+
+
+def draft_not_checked_card(unread: Any, assessment: Assessment) -> Card:
+    """A drafted anticoagulant or venous ultrasound (or a drug that cannot be identified) that could not be read."""
+    summary = f"Could not check {unread.what}: {unread.why}"
+    detail = join(
+        f"**Not checked:** the drafted order {md(unread.reference)} ({md(unread.what)}) could not be read — "
+        f"{md(unread.why)} — so the distal-DVT checks did not run on it: warfarin or a DOAC in pregnancy, "
+        "renal, platelet and weight cautions, treatment duration, and a limited ultrasound that skips the calf. "
+        "Check the order by hand, or re-enter it.",
+        episode_line(assessment.episode),
+    )
+    return _card(Topic.DRAFT_ORDER_NOT_CHECKED, summary, detail, assessment.citations[0])

@@ -83,6 +83,7 @@ def feedback_report(args: argparse.Namespace) -> int:
     store = Store(_settings().database_url)
     try:
         rows = store.feedback_by_topic()
+        reasons = store.override_reasons_by_topic()
     finally:
         store.close()
     for row in rows:
@@ -90,6 +91,8 @@ def feedback_report(args: argparse.Namespace) -> int:
         row["acceptance_rate"] = round(row["accepted"] / answered, 3) if answered else None
         row["override_rate"] = round(row["overridden"] / answered, 3) if answered else None
         row["feedback_rate"] = round(answered / row["issued"], 3) if row["issued"] else None
+    for row in rows:
+        row["override_reasons"] = reasons.get(row["topic"], [])
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -112,6 +115,12 @@ def feedback_report(args: argparse.Namespace) -> int:
         "\nRates are of the cards that received feedback; cards with no feedback were neither accepted nor "
         "overridden (ignored cards send none)."
     )
+    if any(row["override_reasons"] for row in rows):
+        print("\nOverride reasons by card topic:")
+        for row in rows:
+            for reason in row["override_reasons"]:
+                words = reason["display"] or reason["code"] or "no reason given"
+                print(f"  {row['topic']:36} {reason['count']:>5}  {words}")
     return 0
 
 

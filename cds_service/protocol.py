@@ -119,8 +119,40 @@ class _Context(_Request):
         return value
 
 
+def _draft_bundle(value: dict[str, Any]) -> dict[str, Any]:
+    if value.get("resourceType") != "Bundle":
+        raise ValueError("draftOrders must be a FHIR Bundle")
+    entries = value.get("entry", [])
+    if entries is not None and not isinstance(entries, list):
+        raise ValueError("draftOrders.entry must be an array")
+    for entry in entries or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource", {}), dict):
+            raise ValueError("draftOrders.entry[] must be objects with a resource object")
+    return value
+
+
+def _draft_resources(bundle: dict[str, Any] | None) -> list[dict[str, Any]]:
+    entries = (bundle or {}).get("entry") or []
+    return [
+        e["resource"]
+        for e in entries
+        if isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and isinstance(e["resource"].get("resourceType"), str)
+    ]
+
+
 class PatientViewContext(_Context):
-    pass
+    # Epic fires its native order triggers (enter order 18, sign orders 23) as patient-view, with the orders.
+    draftOrders: dict[str, Any] | None = None
+
+    @field_validator("draftOrders")
+    @classmethod
+    def _bundle(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _draft_bundle(value)
+
+    def draft_resources(self) -> list[dict[str, Any]]:
+        return _draft_resources(self.draftOrders)
 
 
 class _DraftOrdersContext(_Context):
@@ -129,22 +161,10 @@ class _DraftOrdersContext(_Context):
     @field_validator("draftOrders")
     @classmethod
     def _bundle(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if value.get("resourceType") != "Bundle":
-            raise ValueError("draftOrders must be a FHIR Bundle")
-        entries = value.get("entry", [])
-        if not isinstance(entries, list):
-            raise ValueError("draftOrders.entry must be an array")
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("resource", {}), dict):
-                raise ValueError("draftOrders.entry[] must be objects with a resource object")
-        return value
+        return _draft_bundle(value)
 
     def draft_resources(self) -> list[dict[str, Any]]:
-        return [
-            e["resource"]
-            for e in self.draftOrders.get("entry", [])
-            if isinstance(e.get("resource"), dict) and isinstance(e["resource"].get("resourceType"), str)
-        ]
+        return _draft_resources(self.draftOrders)
 
 
 class OrderSignContext(_DraftOrdersContext):
@@ -263,10 +283,52 @@ class FeedbackCoding(_Request):
     display: str | None = None
 
 
+# Why a clinician overrides a card (CDS Hooks 2.0 ``overrideReasons``): stable codes an EHR maps to its own
+# acknowledgment reasons, and the feedback report counts. Never rename a code.
+OVERRIDE_REASON_SYSTEM = "urn:distal-dvt-cds:override-reason"
+OVERRIDE_REASONS: dict[str, str] = {
+    "patient-declined": "Patient declined",
+    "managed-elsewhere": "Managed by another clinician or service",
+    "already-on-treatment": "Already anticoagulated or repeat imaging already arranged",
+    "contraindicated": "Contraindicated for this patient",
+    "not-distal-dvt": "Not a distal DVT (diagnosis not confirmed or veins misrecorded)",
+    "record-incorrect": "The record the card was based on is wrong or incomplete",
+}
+
+
+_EPIC_REASON = "com.epic.cdshooks.feedback.overrideReason."
+EPIC_REASON_SYSTEM = "urn:com.epic.cdshooks.feedback.override-reason"
+
+
 class OverrideReason(_Request):
     reason: FeedbackCoding | None = None
     userComment: str | None = Field(default=None, max_length=4000)
     extension: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _epic_reason(self) -> OverrideReason:
+        """Epic sends the reason in its extension (reasonCategory, reasonDisplay, reasonTitle): read it as a
+        coding, ours when the site mapped Epic's reason onto one of our codes or displays."""
+        if (self.reason is not None and self.reason.code) or not isinstance(self.extension, dict):
+            return self
+        values = {k.removeprefix(_EPIC_REASON): v for k, v in self.extension.items() if isinstance(v, str | int)}
+        category = str(values.get("reasonCategory", "")).strip() or None
+        display = str(values.get("reasonDisplay") or values.get("reasonTitle") or "").strip() or None
+        if category is None and display is None:
+            return self
+        ours = next(
+            (
+                code
+                for code, words in OVERRIDE_REASONS.items()
+                if category == code or (display or "").lower() in (code, words.lower())
+            ),
+            None,
+        )
+        if ours is not None:
+            self.reason = FeedbackCoding(system=OVERRIDE_REASON_SYSTEM, code=ours, display=OVERRIDE_REASONS[ours])
+        else:
+            self.reason = FeedbackCoding(system=EPIC_REASON_SYSTEM, code=category or display, display=display)
+        return self
 
 
 class FeedbackItem(_Request):

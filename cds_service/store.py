@@ -257,6 +257,29 @@ class Store:
                 report[row.topic][row.outcome] = row.n
         return list(report.values())
 
+    def override_reasons_by_topic(self) -> dict[str, list[dict[str, Any]]]:
+        """Why cards were overridden, per card topic: each reason (system, code, display) and how often."""
+        query = (
+            select(
+                issued_card.c.topic,
+                feedback.c.override_system,
+                feedback.c.override_code,
+                func.max(feedback.c.override_display).label("display"),
+                func.count().label("n"),
+            )
+            .join(feedback, feedback.c.card_uuid == issued_card.c.card_uuid)
+            .where(feedback.c.outcome == "overridden")
+            .group_by(issued_card.c.topic, feedback.c.override_system, feedback.c.override_code)
+            .order_by(issued_card.c.topic, func.count().desc())
+        )
+        found: dict[str, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.topic, []).append(
+                    {"system": row.override_system, "code": row.override_code, "display": row.display, "count": row.n}
+                )
+        return found
+
     # --- JWT replay cache ----------------------------------------------------------------------------------------
     def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """Record a token id until it expires; False when it was already seen (a replay)."""

@@ -9,7 +9,6 @@ from cds_service.cards import CardContext
 from cds_service.clinical.assessment import Assessment, assess
 from cds_service.clinical.facts import build_facts
 from cds_service.clinical.model import ClinicalFacts
-from cds_service.protocol import Card
 from hooks.base import HookCall
 
 
@@ -34,15 +33,3 @@ def evaluate(call: HookCall, extra_medications: list[dict[str, Any]] | None = No
         patient_id=call.context.patientId, encounter_id=call.context.encounterId, now=call.now, facts=facts
     )
     return Evaluation(facts, assessment, ctx)
-
-
-def unique_topics(cards: list[Card]) -> list[Card]:
-    """One card per topic: the first (most specific) wins."""
-    seen: set[str] = set()
-    unique = []
-    for card in cards:
-        code = card.source.topic.code if card.source.topic else card.summary
-        if code not in seen:
-            seen.add(code)
-            unique.append(card)
-    return unique

@@ -37,8 +37,21 @@ def test_feedback_report(env_db: str, capsys: pytest.CaptureFixture[str]) -> Non
     )
     feedback = [
         FeedbackItem.model_validate({"card": c, "outcome": o, "outcomeTimestamp": "2026-03-16T10:00:00Z"})
-        for c, o in (("a", "accepted"), ("b", "overridden"), ("d", "accepted"))
+        for c, o in (("a", "accepted"), ("d", "accepted"))
     ]
+    # The override reason as Epic sends it: its extension form, the site having mapped Epic's reason onto ours.
+    epic = {
+        "card": "b",
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-03-16T10:00:00Z",
+        "overrideReasons": {
+            "extension": {
+                "com.epic.cdshooks.feedback.overrideReason.reasonCategory": "patient-declined",
+                "com.epic.cdshooks.feedback.overrideReason.reasonDisplay": "Patient declined",
+            }
+        },
+    }
+    feedback.append(FeedbackItem.model_validate(epic))
     store.record_feedback("s", feedback)
     store.close()
     assert main(["feedback-report", "--json"]) == 0
@@ -51,12 +64,22 @@ def test_feedback_report(env_db: str, capsys: pytest.CaptureFixture[str]) -> Non
         "acceptance_rate": 0.5,
         "override_rate": 0.5,
         "feedback_rate": 0.667,
+        "override_reasons": [
+            {
+                "system": "urn:distal-dvt-cds:override-reason",
+                "code": "patient-declined",
+                "display": "Patient declined",
+                "count": 1,
+            }
+        ],
     }
     assert rows["proximal-dvt"]["acceptance_rate"] == 1.0
     assert main(["feedback-report"]) == 0
     table = capsys.readouterr().out
     assert "distal-dvt-serial-imaging" in table
     assert "50.0" in table
+    assert "Override reasons by card topic" in table
+    assert "Patient declined" in table
 
 
 def test_feedback_report_empty(env_db: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@ venous ultrasound. Plain functions from drafts and facts to findings; cards.py r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,21 +40,60 @@ class DraftUltrasound:
 
 
 @dataclass
+class NotChecked:
+    """A drafted order that could not be read, so none of the checks ran on it: said in a card, never silence."""
+
+    resource: dict[str, Any]
+    what: str  # "warfarin 5 MG Oral Tablet", "a drafted medication"
+    why: str
+
+    @property
+    def reference(self) -> str:
+        return reference_of(self.resource)
+
+
+@dataclass
 class Drafts:
     anticoagulants: list[DraftAnticoagulant] = field(default_factory=list)
     ultrasounds: list[DraftUltrasound] = field(default_factory=list)
+    not_checked: list[NotChecked] = field(default_factory=list)
 
 
-def read_drafts(resources: list[dict[str, Any]], *, weight_kg: float | None) -> Drafts:
-    lookup = MedicationLookup([r for r in resources if r.get("resourceType") == "Medication"])
+_DRUG_PRODUCT = re.compile(r"\d\s*(?:mg|mcg|g|unit|units|iu|ml|%)\b", re.IGNORECASE)
+
+
+def read_drafts(
+    resources: list[dict[str, Any]],
+    *,
+    weight_kg: float | None,
+    medications: list[dict[str, Any]] | None = None,
+    invalid: list[tuple[dict[str, Any], str]] | None = None,
+) -> Drafts:
+    """The drafted anticoagulants and venous ultrasounds among ``resources`` (valid R4), and what could not be
+    checked: ``invalid`` drafts (with why) that are an anticoagulant or a venous duplex, and medication drafts
+    whose drug cannot be identified at all (it may be an anticoagulant)."""
+    lookup = MedicationLookup([r for r in resources if r.get("resourceType") == "Medication"] + (medications or []))
     drafts = Drafts()
+    for resource, why in invalid or []:
+        kind = resource.get("resourceType")
+        if kind == "MedicationRequest":
+            concept, _ = lookup.resolve(resource)
+            if anticoagulant_of(concept) is not None:
+                drafts.not_checked.append(NotChecked(resource, concept_text(concept) or "a drafted anticoagulant", why))
+        elif kind == "ServiceRequest" and is_venous_duplex(resource.get("code")):
+            drafts.not_checked.append(NotChecked(resource, concept_text(resource.get("code")), why))
     for resource in resources:
         kind = resource.get("resourceType")
         if kind == "MedicationRequest":
-            drug = anticoagulant_of(lookup.concept(resource))
+            concept, _ = lookup.resolve(resource)
+            drug = anticoagulant_of(concept)
             if drug is not None:
                 drafts.anticoagulants.append(
                     DraftAnticoagulant(medication_use(resource, drug, weight_kg=weight_kg), resource)
+                )
+            elif lookup.unresolved(resource) and not _names_a_drug(concept):
+                drafts.not_checked.append(
+                    NotChecked(resource, concept_text(concept) or "a drafted medication", "its drug could not be read")
                 )
         elif kind == "ServiceRequest" and is_venous_duplex(resource.get("code")):
             text = " ".join(
@@ -67,6 +107,11 @@ def read_drafts(resources: list[dict[str, Any]], *, weight_kg: float | None) -> 
                 DraftUltrasound(resource, limited, legs_examined(resource.get("code")), _for_dvt(resource))
             )
     return drafts
+
+
+def _names_a_drug(concept: Any) -> bool:
+    text = concept_text(concept)
+    return bool(text) and _DRUG_PRODUCT.search(text) is not None
 
 
 def _for_dvt(resource: dict[str, Any]) -> bool:
@@ -99,8 +144,11 @@ def duration_problem(draft: DraftAnticoagulant, assessment: Assessment) -> str |
     return None
 
 
-def cautions(draft: DraftAnticoagulant, facts: ClinicalFacts) -> list[str]:
-    """Renal, platelet, weight and interaction cautions for the drafted agent (KNOWLEDGE.md §3, RESEARCH.md §2)."""
+def cautions(
+    draft: DraftAnticoagulant, facts: ClinicalFacts, other_drafts: list[DraftAnticoagulant] | None = None
+) -> list[str]:
+    """Renal, platelet, weight and interaction cautions for the drafted agent (KNOWLEDGE.md §3, RESEARCH.md §2),
+    and another anticoagulant current or drafted beside it."""
     agent, found = draft.use.agent, []
     crcl = facts.labs.crcl_ml_min
     if crcl is not None:
@@ -154,6 +202,12 @@ def cautions(draft: DraftAnticoagulant, facts: ClinicalFacts) -> list[str]:
     for other in facts.anticoagulants:
         if other.source.reference != draft.reference:
             found.append(f"Already on an anticoagulant ({other.source.describe()}): avoid duplicate anticoagulation")
+    for other_draft in other_drafts or []:
+        if other_draft.reference != draft.reference:
+            found.append(
+                f"Another anticoagulant is drafted too ({other_draft.use.agent}, {other_draft.reference}): "
+                "avoid duplicate anticoagulation"
+            )
     return found
 
 

@@ -133,6 +133,19 @@ def inpatient(encounters: list[dict[str, Any]], context_encounter_id: str | None
     return Finding(True, sources) if sources else Finding.absent()
 
 
+def is_being_discharged(encounter: dict[str, Any] | None, *, today: date) -> bool:
+    """The context encounter is an inpatient stay ending now: a discharge disposition recorded or the stay
+    finished, and its end (if any) within a day of today. A stay that ended weeks ago is not a discharge."""
+    if not isinstance(encounter, dict) or not is_inpatient_encounter(encounter):
+        return False
+    hospitalization = encounter.get("hospitalization")
+    disposition = isinstance(hospitalization, dict) and isinstance(hospitalization.get("dischargeDisposition"), dict)
+    if not disposition and encounter.get("status") != "finished":
+        return False
+    ended = period_end(encounter.get("period"))
+    return ended is None or abs((today - ended).days) <= 1
+
+
 def hospitalizations(encounters: list[dict[str, Any]], *, start: date, end: date) -> list[SourceRef]:
     """Inpatient stays overlapping [start, end]."""
     found = []

@@ -38,15 +38,3 @@ TOPIC_DISPLAY = {
     Topic.LIMITED_COMPRESSION_ULTRASOUND: "Limited venous ultrasound may miss calf DVT",
     Topic.DRAFT_ORDER_NOT_CHECKED: "A drafted order could not be read, so it was not checked",
 }
-
-# Why a clinician overrides a card (CDS Hooks 2.0 ``overrideReasons``): stable codes an EHR maps to its own
-# acknowledgment reasons, and the feedback report counts. Never rename a code.
-OVERRIDE_REASON_SYSTEM = "urn:distal-dvt-cds:override-reason"
-OVERRIDE_REASONS: dict[str, str] = {
-    "patient-declined": "Patient declined",
-    "managed-elsewhere": "Managed by another clinician or service",
-    "already-on-treatment": "Already anticoagulated or repeat imaging already arranged",
-    "contraindicated": "Contraindicated for this patient",
-    "not-distal-dvt": "Not a distal DVT (diagnosis not confirmed or veins misrecorded)",
-    "record-incorrect": "The record the card was based on is wrong or incomplete",
-}

@@ -165,6 +165,18 @@ _UNREAD_BY_TYPE = {
 }
 
 
+def validation_problem(resource: dict[str, Any]) -> str | None:
+    """Why ``resource`` fails R4 validation of what the rules read (in words, no values), or None when it passes."""
+    kind = resource.get("resourceType")
+    try:
+        model_class(kind if isinstance(kind, str) else "?").model_validate(_read_part(str(kind), resource))
+    except ValidationError as error:
+        return f"it is not valid FHIR R4 ({error.error_count()} error(s))"
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "it is not a FHIR resource this service reads"
+    return None
+
+
 def _read_part(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
     unread = _UNREAD_BY_TYPE.get(kind, _UNREAD)
     if unread.isdisjoint(resource):

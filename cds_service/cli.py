@@ -36,11 +36,17 @@ def _settings(**overrides: object) -> Settings:
 def _check_site_files(settings: Settings) -> None:
     """Site files named by settings, checked before any worker starts (a worker that cannot boot says less)."""
     from cds_service.fhir.conceptmaps import ConceptMapError, SiteConceptMaps
+    from cds_service.profiles import CatalogError, OrderCatalog
 
     try:
         SiteConceptMaps.load(settings.concept_maps)
     except ConceptMapError as error:
         print(f"dvt-cds: invalid setting DVT_CDS_CONCEPT_MAPS: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        OrderCatalog.load(settings.order_catalog)
+    except CatalogError as error:
+        print(f"dvt-cds: invalid setting DVT_CDS_ORDER_CATALOG: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -74,6 +80,19 @@ def serve(args: argparse.Namespace) -> int:
     )
     run_simple(settings.host, settings.port, app, threaded=True, use_reloader=False)
     return 0
+
+
+def ehr_config(args: argparse.Namespace) -> int:
+    from cds_service.ehrconfig import run
+    from cds_service.fhir.conceptmaps import ConceptMapError
+    from cds_service.profiles import CatalogError
+
+    settings = _settings()
+    try:
+        return run(args.profile or settings.ehr_profile, settings, as_json=args.json)
+    except (ConceptMapError, CatalogError) as error:
+        print(f"dvt-cds: {error}", file=sys.stderr)
+        return 2
 
 
 def feedback_report(args: argparse.Namespace) -> int:
@@ -175,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("feedback-report", help="acceptance and override rates by card topic")
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(func=feedback_report)
+
+    config = commands.add_parser(
+        "ehr-config",
+        help="what an EHR analyst enters: services, hooks and triggers, prefetch, scopes, topic codes, reasons",
+    )
+    config.add_argument("--profile", choices=["hl7", "epic", "oracle"], help="default: DVT_CDS_EHR_PROFILE")
+    config.add_argument("--json", action="store_true", help="print JSON")
+    config.set_defaults(func=ehr_config)
 
     load = commands.add_parser(
         "load-fixtures", help="load every fixture scenario into a FHIR server (dates moved to today)"

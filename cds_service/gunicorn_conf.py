@@ -24,9 +24,11 @@ proc_name = "dvt-cds"
 def on_starting(server: Any) -> None:
     """Check the site files and create the store's schema once, in the master, before any worker starts."""
     from cds_service.fhir.conceptmaps import SiteConceptMaps
+    from cds_service.profiles import OrderCatalog
     from cds_service.store import Store
 
     SiteConceptMaps.load(_settings.concept_maps)  # a bad file stops gunicorn here, with the file and the error
+    OrderCatalog.load(_settings.order_catalog)
     Store(_settings.database_url).close()
 
 

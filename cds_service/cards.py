@@ -527,7 +527,7 @@ def location_unknown_card(assessment: Assessment, ctx: CardContext) -> Card:
         actions=[
             Action(
                 type="create",
-                description="Order whole-leg venous duplex ultrasound including the calf veins",
+                description=f"Order whole-leg venous duplex ultrasound including the calf veins on {first.isoformat()}",
                 resource=service_request(side, first, ctx, episode, "to document the veins involved"),
                 order_key=duplex_key(side),
             )
@@ -684,7 +684,7 @@ def limited_ultrasound_card(
             _delete(draft_reference, "limited ultrasound"),
             Action(
                 type="create",
-                description="Order whole-leg venous duplex ultrasound including the calf veins",
+                description=f"Order whole-leg venous duplex ultrasound including the calf veins on {ctx.today}",
                 resource=service_request(whole, ctx.today, ctx, assessment.episode, "whole leg"),
                 order_key=duplex_key(whole),
             ),

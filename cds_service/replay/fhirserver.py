@@ -40,7 +40,10 @@ class ScenarioFhirServer:
             "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
         )
         self.resources = with_fhir_base(resources, self.base_url)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="replay-fhir", daemon=True)
+        # A short poll so shutdown returns at once (werkzeug's default 0.5 s poll made every replay wait that long).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="replay-fhir", daemon=True
+        )
         self.requests = 0
 
     @property

@@ -1,0 +1,106 @@
+"""Each EHR profile's constraints hold on every card of every fixture scenario, and the clinical answer is the same
+whatever the profile (docs/integration/)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.app import create_app
+from cds_service.clinical.topics import Topic
+from cds_service.profiles.epic import RXNORM, RXNORM_OID, EpicProfile
+from cds_service.profiles.oracle import CRITICAL_ALLOWED
+from cds_service.protocol import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS
+from cds_service.replay.fhirserver import ScenarioFhirServer
+from cds_service.replay.runner import Runner
+from cds_service.replay.scenarios import Library, Scenario
+from cds_service.settings import Settings
+
+LIBRARY = Library(Path(__file__).resolve().parents[2] / "fhir_fixtures")
+CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"
+TOPICS = {t.value for t in Topic}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@pytest.fixture(scope="module", params=["hl7", "epic", "oracle"])
+def profiled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Flask]]:
+    db = tmp_path_factory.mktemp(f"profile-{request.param}") / "store.sqlite3"
+    settings = Settings(
+        auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)], ehr_profile=request.param
+    )
+    app = create_app(settings, clock=lambda: LIBRARY.anchor)
+    yield request.param, app
+    app.extensions["dvt_cds"]["fhir_client"].close()
+
+
+def _bodies(app: Flask, scenario: Scenario) -> list[tuple[Any, dict[str, Any]]]:
+    client = app.test_client()
+    discovery = client.get("/cds-services").get_json()
+
+    def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = client.post(f"/cds-services/{service_id}", json=body)
+        return response.status_code, response.get_json()
+
+    if not LIBRARY.needs_fhir_server(scenario):
+        runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor)
+        return [(call, post(call.service_id, runner.request(scenario, call))[1]) for call in scenario.calls]
+    with ScenarioFhirServer(LIBRARY.resources(scenario)) as server:
+        runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=server.base_url)
+        return [(call, post(call.service_id, runner.request(scenario, call))[1]) for call in scenario.calls]
+
+
+def _check_every_card(profile: str, card: dict[str, Any]) -> None:
+    topic = card["source"]["topic"]["code"]
+    standard = EpicProfile().topic_from_code(topic) if profile == "epic" else topic
+    assert standard in TOPICS, topic
+    assert len(card["summary"]) < 140
+    reasons = card.get("overrideReasons") or []
+    assert {(r["system"], r["code"]) for r in reasons} == {(OVERRIDE_REASON_SYSTEM, c) for c in OVERRIDE_REASONS}
+    assert all(r["display"] for r in reasons)
+    suggestions = card.get("suggestions") or []
+    if profile == "hl7":
+        if suggestions:
+            assert card["selectionBehavior"] == "at-most-one"
+            assert sum(1 for s in suggestions if s.get("isRecommended")) <= 1
+    elif profile == "epic":
+        assert re.fullmatch(r"[A-Za-z0-9]{1,100}", topic), topic
+        if suggestions:
+            assert card["selectionBehavior"] == "any"
+        for suggestion in suggestions:
+            [action] = suggestion["actions"]  # exactly one action per suggestion
+            resource = action.get("resource") or {}
+            if resource.get("resourceType") == "MedicationRequest":
+                systems = {c["system"] for c in resource["medicationCodeableConcept"]["coding"]}
+                assert RXNORM not in systems
+                assert RXNORM_OID in systems
+                assert "mg" in action["description"]  # the dose, in words (Epic drops the details)
+                assert re.search(r"month|days", action["description"])  # and the duration
+            elif resource.get("resourceType") == "ServiceRequest":
+                assert _DATE.search(action["description"])  # the scan date, in words
+    else:  # oracle
+        assert not any(line.lstrip().startswith("|") for line in (card.get("detail") or "").splitlines())
+        if card["indicator"] == "critical":
+            assert standard in CRITICAL_ALLOWED
+
+
+@pytest.mark.parametrize("scenario", LIBRARY.scenarios, ids=lambda s: s.id)
+def test_every_card_of_every_scenario_meets_the_profile(profiled: tuple[str, Flask], scenario: Scenario) -> None:
+    profile, app = profiled
+    for call, body in _bodies(app, scenario):
+        if call.expect.status != 200:
+            continue
+        cards = body["cards"]
+        for card in cards:
+            _check_every_card(profile, card)
+        got = sorted(
+            EpicProfile().topic_from_code(c["source"]["topic"]["code"])
+            if profile == "epic"
+            else c["source"]["topic"]["code"]
+            for c in cards
+        )
+        assert got == sorted(e.topic for e in call.expect.cards), (profile, call.hook)  # the same clinical answer

@@ -97,6 +97,9 @@ def create_app(
         allow_headers=["Authorization", "Content-Type"],
         methods=["GET", "POST", "OPTIONS"],
         max_age=600,
+        # A public page (the CDS Hooks sandbox) calling a service on a private address: Chrome asks first
+        # (Private Network Access). Granted only to origins named in DVT_CDS_CORS_ORIGINS, never to "*".
+        allow_private_network="*" not in settings.cors_origins,
     )
     discovery = {"services": [service.descriptor().to_json() for service in services]}
     warm_up()
@@ -315,11 +318,14 @@ def _warn_at_start(settings: Settings) -> None:
             "DVT_CDS_TRUSTED_ISSUERS is empty: every call will be rejected with 401",
             event="no-issuers",
         )
-    if settings.auth == "jwt" and not settings.fhir_server_allowlist:
+    unlisted = [i.label for i in settings.trusted_issuers if not i.fhir_servers]
+    if settings.auth == "jwt" and not settings.fhir_server_allowlist and (unlisted or not settings.trusted_issuers):
         log_fields(
             log,
             logging.WARNING,
-            "DVT_CDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer will be contacted",
+            "DVT_CDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer will be contacted for "
+            + (", ".join(unlisted) if unlisted else "any issuer")
+            + " (an issuer's own fhir_servers still apply)",
             event="no-fhir-allowlist",
         )
     if not is_loopback_host(settings.host) and settings.public_base_url is None:

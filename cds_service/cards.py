@@ -292,7 +292,7 @@ def anticoagulation_suggestion(
         actions=[
             Action(
                 type="create",
-                description=f"Order {regimen.summary} ({regimen.duration_text})",
+                description=f"Order {regimen.summary}; duration {regimen.duration_text}",
                 resource=medication_request(regimen, ctx, episode),
                 order_key=regimen.key,
             )
@@ -508,6 +508,8 @@ def proximal_card(assessment: Assessment, ctx: CardContext) -> Card:
 
 def location_unknown_card(assessment: Assessment, ctx: CardContext) -> Card:
     episode = assessment.episode
+    if episode is None:
+        return unreadable_dvt_card(assessment, ctx)
     summary = "DVT recorded without the veins involved: document the vein, or get a whole-leg duplex ultrasound"
     first = ctx.today
     detail = join(
@@ -534,6 +536,25 @@ def location_unknown_card(assessment: Assessment, ctx: CardContext) -> Card:
         ],
     )
     return _card(Topic.LOCATION_UNKNOWN, summary, detail, assessment.citations[0], suggestions=[suggestion])
+
+
+def unreadable_dvt_card(assessment: Assessment, ctx: CardContext) -> Card:
+    """A DVT diagnosis is recorded but its Condition is not valid FHIR R4: the veins, dates and status cannot be
+    read, so nothing is recommended from it — the card says what was not read."""
+    refs = ctx.facts.unreadable_dvt
+    summary = "A DVT diagnosis could not be read (not valid FHIR R4): check the record and the veins involved"
+    detail = join(
+        "**Not evaluated:** the record holds a DVT diagnosis this service could not read, so it could not tell "
+        "which veins, when, or whether it is current; no recommendation is built on it.",
+        list_section(
+            "Not read",
+            [f"{md(ref)}: not valid FHIR R4 (a DSTU2 or STU3 record, or a broken interface)" for ref in refs[:5]],
+        ),
+        not_evaluated(ctx.facts),
+        data_notes(ctx.facts),
+        citations_section(assessment.citations),
+    )
+    return _card(Topic.LOCATION_UNKNOWN, summary, detail, assessment.citations[0])
 
 
 def bilateral_card(assessment: Assessment, ctx: CardContext) -> Card:
@@ -611,7 +632,7 @@ def pregnancy_anticoagulant_card(draft_reference: str, agent: str, assessment: A
         actions.append(
             Action(
                 type="create",
-                description=f"Order {regimen.summary} ({regimen.duration_text})",
+                description=f"Order {regimen.summary}; duration {regimen.duration_text}",
                 resource=medication_request(regimen, ctx, assessment.episode),
                 order_key=regimen.key,
             )

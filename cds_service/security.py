@@ -68,7 +68,12 @@ def fhir_server_policy(settings: Settings, issuer: TrustedIssuer | None = None):
         if prefixes:
             if any(url == p or url.startswith(p + "/") for p in prefixes):
                 return True, ""
-            return False, "fhirServer not on DVT_CDS_FHIR_SERVER_ALLOWLIST; not contacted"
+            listed_in = (
+                f"issuer {issuer.label}'s fhir_servers"
+                if own and issuer is not None
+                else "DVT_CDS_FHIR_SERVER_ALLOWLIST"
+            )
+            return False, f"fhirServer not on {listed_in}; not contacted"
         if development:
             return True, ""
         return False, "DVT_CDS_FHIR_SERVER_ALLOWLIST is empty; fhirServer not contacted"

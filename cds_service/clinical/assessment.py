@@ -97,6 +97,11 @@ class Assessment:
 def assess(facts: ClinicalFacts, *, today: date, config: RuleConfig) -> Assessment:
     thromboses = [t for t in facts.thromboses if t.acute]
     if not thromboses:
+        if facts.unreadable_dvt and not facts.anticoagulated:
+            # A DVT diagnosis the service could not read: say so, recommend nothing built on it.
+            result = Assessment(situation=Situation.LOCATION_UNKNOWN, episode=None)
+            result.recommendation = Topic.LOCATION_UNKNOWN
+            return _complete(result, facts, config)
         situation = Situation.SUSPECTED if facts.suspected else Situation.NO_DVT
         return _complete(Assessment(situation=situation, episode=None), facts, config)
 

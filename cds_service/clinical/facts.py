@@ -16,7 +16,15 @@ from cds_service.clinical import terminology as tx
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.ddimer import DDIMER_SETS, newest_ddimer
 from cds_service.clinical.factors import facts_read_from, valuesets_read
-from cds_service.clinical.fhirdata import age_on, parse_date, period_end, period_start, procedure_date, reference_of
+from cds_service.clinical.fhirdata import (
+    age_on,
+    listed,
+    parse_date,
+    period_end,
+    period_start,
+    procedure_date,
+    reference_of,
+)
 from cds_service.clinical.labs import read_labs
 from cds_service.clinical.medications import (
     AGENT_CLASS,
@@ -58,6 +66,7 @@ from cds_service.clinical.serial import planned_imaging
 from cds_service.clinical.thresholds import PROVOKING_WINDOW_DAYS
 from cds_service.clinical.thrombosis import (
     CONDITION_SETS,
+    classify_dvt_code,
     duplex_recognition,
     is_venous_duplex,
     read_conditions,
@@ -147,6 +156,13 @@ def build_facts(
     conditions = select("Condition", lambda c: tx.match_any(c.get("code"), condition_sets) is not None)
     dvt = read_conditions(conditions, today=today, config=config)
     notes.extend(dvt.notes)
+    unreadable_dvt = [
+        reference_of(c)
+        for c in record.resources("Condition")
+        if classify_dvt_code(c.get("code")) is not None
+        and record.typed(c) is None
+        and _raw_status(c.get("verificationStatus")) not in ("refuted", "entered-in-error")
+    ]
 
     # --- observations and reports --------------------------------------------------------------------------------
     observation_sets = OBSERVATION_READS
@@ -267,6 +283,7 @@ def build_facts(
         bleeding_conditions=_bleeding_conditions(conditions, procedures, today=today, config=config),
         pulmonary_embolism=_acute_pe(conditions, today=today, config=config),
         interacting_drugs=interacting,
+        unreadable_dvt=unreadable_dvt,
         unidentified_medications=unidentified,
         data_notes=notes + record.notes,
     )
@@ -406,3 +423,11 @@ def _mark_unavailable(facts: ClinicalFacts, unavailable: dict[str, Any]) -> None
         for attribute in (*facts_read_from(resource_type), *_OTHER_FINDINGS_READ.get(resource_type, ())):
             if getattr(facts, attribute).present is not True:
                 setattr(facts, attribute, unknown(resource_type))
+
+
+def _raw_status(value: Any) -> str | None:
+    """A status as sent, whatever its shape: an R4 CodeableConcept or the plain string of DSTU2 and STU3."""
+    if isinstance(value, str):
+        return value.strip().lower()
+    codes = [c.get("code") for c in listed(value, "coding") if isinstance(c, dict)]
+    return str(codes[0]).lower() if codes and codes[0] else None

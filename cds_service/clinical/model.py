@@ -308,6 +308,8 @@ class ClinicalFacts:
     pulmonary_embolism: Finding
     interacting_drugs: list[MedicationUse] = field(default_factory=list)  # strong P-gp/CYP3A4 drugs (DOAC caution)
     unidentified_medications: list[str] = field(default_factory=list)  # current orders whose drug could not be read
+    # DVT-coded Conditions that are not valid FHIR R4 (a DSTU2 or STU3 server, a broken interface): never silence
+    unreadable_dvt: list[str] = field(default_factory=list)
     not_assessed: list[str] = field(default_factory=list)  # data gaps, in words
     data_notes: list[str] = field(default_factory=list)  # data-quality notes (text-only codes, invalid resources)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,7 +46,8 @@ class SiteCoding(BaseModel):
 class _CatalogFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    orders: dict[str, list[SiteCoding]] = Field(default_factory=dict)
+    # An empty list would count as mapped and send Epic an order set with no code: refused.
+    orders: dict[str, Annotated[list[SiteCoding], Field(min_length=1)]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,13 @@ class OrderCatalog:
             raise CatalogError(f"{path}: cannot be read ({error.strerror or error})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CatalogError(f"{path}: not JSON ({error})") from None
+        if not isinstance(raw, dict):
+            raise CatalogError(f'{path}: not a valid order catalog (a JSON object {{"orders": {{...}}}} is expected)')
         try:
             parsed = _CatalogFile.model_validate(raw)
         except ValidationError as error:
             first = error.errors(include_input=False, include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
+            where = ".".join(str(p) for p in first["loc"]) or "file"
             raise CatalogError(f"{path}: not a valid order catalog ({where}: {first['msg']})") from None
         unknown = sorted(set(parsed.orders) - set(ORDER_KEYS))
         if unknown:

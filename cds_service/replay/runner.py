@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import requests
 
 from cds_service.fhir.prefetch import render
+from cds_service.profiles import canonical_topic
 from cds_service.replay.scenarios import (
     Call,
     ExpectedCard,
@@ -62,20 +63,31 @@ class CallOutcome:
         return [c.get("source", {}).get("topic", {}).get("code", "?") for c in self.cards]
 
 
+ORDER_SET_SYSTEM = "urn:com.epic.cdshooks.action.code.system.orderset-item"
+
+
 def recommended_option(card: dict[str, Any]) -> str | None:
-    for suggestion in card.get("suggestions", []):
-        if suggestion.get("isRecommended"):
-            kinds = {
-                a.get("resource", {}).get("resourceType")
-                for a in suggestion.get("actions", [])
-                if a.get("type") == "create"
-            }
-            if "MedicationRequest" in kinds:
-                return "anticoagulation"
-            if kinds == {"ServiceRequest"} and len(suggestion.get("actions", [])) >= 2:
-                return "serial-imaging"
-            return "other"
-    return None
+    """What the card's recommended suggestion(s) order. Read across suggestions: an Epic-shaped card carries one
+    action per suggestion, so serial imaging is two recommended scans (or one recommended order set)."""
+    recommended = [s for s in card.get("suggestions", []) if s.get("isRecommended")]
+    if not recommended:
+        return None
+    creates = [a.get("resource", {}) for s in recommended for a in s.get("actions", []) if a.get("type") == "create"]
+    kinds = {r.get("resourceType") for r in creates}
+    if "MedicationRequest" in kinds:
+        return "anticoagulation"
+    if kinds == {"ServiceRequest"} and (len(creates) >= 2 or any(_is_order_set(r) for r in creates)):
+        return "serial-imaging"
+    return "other"
+
+
+def _is_order_set(resource: dict[str, Any]) -> bool:
+    codings = (resource.get("code") or {}).get("coding") or []
+    return any(c.get("system") == ORDER_SET_SYSTEM for c in codings)
+
+
+def _topic(card: dict[str, Any]) -> str:
+    return canonical_topic(card.get("source", {}).get("topic", {}).get("code", "?"))
 
 
 def compare(expected_status: int, expected: list[ExpectedCard], status: int, body: Any) -> list[str]:
@@ -86,12 +98,12 @@ def compare(expected_status: int, expected: list[ExpectedCard], status: int, bod
     if status != 200:
         return problems
     cards = body.get("cards", []) if isinstance(body, dict) else []
-    got = sorted(c.get("source", {}).get("topic", {}).get("code", "?") for c in cards)
+    got = sorted(_topic(c) for c in cards)
     want = sorted(e.topic for e in expected)
     if got != want:
         problems.append(f"topics {got or 'none'}, expected {want or 'none'}")
         return problems
-    by_topic = {c["source"]["topic"]["code"]: c for c in cards}
+    by_topic = {_topic(c): c for c in cards}
     for e in expected:
         card = by_topic[e.topic]
         if e.indicator and card.get("indicator") != e.indicator:

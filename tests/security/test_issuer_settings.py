@@ -70,7 +70,7 @@ def token(
 
 
 def anticoagulate_request() -> dict[str, Any]:
-    """A patient-view call whose answer is an anticoagulate card with two suggestions (anticoagulate, serial imaging)."""
+    """A patient-view call answered by one anticoagulate card (options: anticoagulate, serial imaging)."""
     return hook_request("patient-view", [distal_dvt(), ddimer(900, days=2)])
 
 
@@ -147,9 +147,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
 
@@ -166,7 +164,7 @@ def tls_server(tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) ->
     assert prefix.startswith("https://127.0.0.1:")
     original = requests.Session.merge_environment_settings
 
-    def trusting(self, url, proxies, stream, verify, cert):  # noqa: ANN001, ANN202 - requests' signature
+    def trusting(self, url, proxies, stream, verify, cert):
         merged = original(self, url, proxies, stream, verify, cert)
         if url.startswith(prefix):
             merged["verify"] = str(cert_path)

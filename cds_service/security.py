@@ -55,26 +55,22 @@ def fhir_server_policy(settings: Settings, issuer: TrustedIssuer | None = None):
     prefixes = [p.rstrip("/") for p in (own or settings.fhir_server_allowlist)]
     development = settings.auth == "off"
 
+    listed_in = (
+        f"issuer {issuer.label}'s fhir_servers" if own and issuer is not None else "DVT_CDS_FHIR_SERVER_ALLOWLIST"
+    )
+
     def allowed(url: str) -> tuple[bool, str]:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        explicitly_allowed_http = settings.fhir_allow_http and any(
-            url == p or url.startswith(p + "/") for p in prefixes
-        )
-        if parts.scheme == "http" and not (development and is_loopback_host(host)) and not explicitly_allowed_http:
-            return False, "fhirServer is not https; not contacted"
+        on_list = any(url == p or url.startswith(p + "/") for p in prefixes)
         if parts.scheme not in ("http", "https") or parts.username or parts.password:
             return False, "fhirServer URL not acceptable; not contacted"
-        if prefixes:
-            if any(url == p or url.startswith(p + "/") for p in prefixes):
-                return True, ""
-            listed_in = (
-                f"issuer {issuer.label}'s fhir_servers"
-                if own and issuer is not None
-                else "DVT_CDS_FHIR_SERVER_ALLOWLIST"
-            )
+        if prefixes and not on_list:
             return False, f"fhirServer not on {listed_in}; not contacted"
-        if development:
+        explicitly_allowed_http = settings.fhir_allow_http and on_list  # plain http only for a listed prefix
+        if parts.scheme == "http" and not (development and is_loopback_host(host)) and not explicitly_allowed_http:
+            return False, "fhirServer is not https; not contacted"
+        if prefixes or development:
             return True, ""
         return False, "DVT_CDS_FHIR_SERVER_ALLOWLIST is empty; fhirServer not contacted"
 

@@ -329,6 +329,9 @@ def test_issuer_fhir_servers_replace_the_global_allowlist(
     refused = post(app, token(iss=EPIC_ISS), no_prefetch_call(other_server.url_for("/fhir")))
     assert refused.status_code == 412
     assert other_server.log == []
+    reasons = " ".join(issue["diagnostics"] for issue in refused.get_json()["issue"])
+    assert "fhir_servers; not contacted" in reasons  # the list that refused it, not the global allowlist
+    assert "DVT_CDS_FHIR_SERVER_ALLOWLIST" not in reasons
     # ...while an issuer without its own list still gets the global allowlist.
     assert post(app, token(iss=ISS), no_prefetch_call(other_server.url_for("/fhir"))).status_code == 200
     assert requests_to(other_server, "/fhir/Patient/pat-1") == 1

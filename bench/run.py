@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from bench import payloads, reports
+from bench import payloads, profiles, reports
 from bench.fhir_delay import serve as serve_fhir
 from bench.load import drive, summarize
 
@@ -94,10 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--no-reports", action="store_true", help="skip the report-reader measurement")
+    parser.add_argument("--no-profiles", action="store_true", help="skip the EHR-profile measurement")
     args = parser.parse_args(argv)
     reader_figures = {} if args.no_reports else reports.measure()
     if reader_figures:
         reports.print_report(reader_figures)
+    profile_figures = {} if args.no_profiles else profiles.measure()
+    if profile_figures:
+        profiles.print_report(profile_figures)
     levels = [int(c) for c in args.concurrency.split(",")]
     hooks = args.hooks.split(",")
     now = payloads.bench_now()
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
         fhir.terminate()
-    report(rows, args, round_trip, reader_figures)
+    report(rows, args, round_trip, reader_figures, profile_figures)
     return 0
 
 
@@ -216,7 +220,13 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: float, reader: dict[str, float]) -> None:
+def report(
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    round_trip: float,
+    reader: dict[str, float],
+    dialects: dict[str, float],
+) -> None:
     def pick(record: str, level: int | None = None) -> list[dict[str, Any]]:
         return [r for r in rows if r["record"] == record and (level is None or r["concurrency"] == level)]
 
@@ -245,6 +255,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, round_trip: flo
                 f"report reader: a typical report adds ≤ {reports.TARGET_MS:g} ms to a call",
                 reader["added_ms"],
                 reader["added_ms"] <= reports.TARGET_MS,
+                "ms",
+            )
+        )
+    if dialects:
+        targets.append(
+            (
+                f"EHR profiles: shaping adds ≤ {profiles.TARGET_ADDED_MS:g} ms to a call",
+                dialects["added_ms"],
+                dialects["added_ms"] <= profiles.TARGET_ADDED_MS,
                 "ms",
             )
         )

@@ -162,7 +162,9 @@ def _choose(facts: ClinicalFacts) -> Regimen:
 ORDER_KEYS: dict[str, str] = {
     "anticoagulation.apixaban.3-months": "apixaban 10 mg twice daily for 7 days, then 5 mg twice daily; 3 months",
     "anticoagulation.apixaban.at-least-3-months": "apixaban, the same doses; at least 3 months (proximal DVT)",
-    "anticoagulation.rivaroxaban.3-months": "rivaroxaban 15 mg twice daily for 21 days, then 20 mg daily; 3 months",
+    "anticoagulation.rivaroxaban.3-months": (
+        "rivaroxaban 15 mg twice daily with food for 21 days, then 20 mg once daily with food; 3 months"
+    ),
     "anticoagulation.apixaban.cancer": "apixaban, the same doses; while the cancer or its treatment is active",
     "anticoagulation.enoxaparin.pregnancy": "enoxaparin 1 mg/kg subcutaneously every 12 hours (pregnancy)",
     "anticoagulation.enoxaparin.renal": "enoxaparin 1 mg/kg subcutaneously once daily (CrCl < 30 mL/min)",

@@ -6,6 +6,7 @@ accidentally reads the wall clock fails.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -236,6 +237,34 @@ def duplex(
     resource = observation(code, days=days, status=status, category="imaging", resource_id=resource_id or next_id("us"))
     if components:
         resource["component"] = components
+    return resource
+
+
+def narrative_report(
+    text: str,
+    *,
+    days: int = 1,
+    title: str = "US Venous Doppler Lower Extremity Left",
+    code: dict[str, Any] | None = None,
+    html: bool = False,
+    **extra: Any,
+) -> dict:
+    """A venous duplex DiagnosticReport known only by its words: a title (or the ``code`` given) and its text as
+    ``conclusion``, or as an inline HTML ``presentedForm``."""
+    resource: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "id": next_id("dr"),
+        "status": "final",
+        "subject": subject(),
+        "code": code if code is not None else {"text": title},
+        "effectiveDateTime": day(days),
+    }
+    if html:
+        data = base64.b64encode(f"<html><body><p>{text}</p></body></html>".encode()).decode()
+        resource["presentedForm"] = [{"contentType": "text/html", "data": data}]
+    else:
+        resource["conclusion"] = text
+    resource.update(extra)
     return resource
 
 

@@ -5,11 +5,7 @@ starts the service."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.processes import assert_one_line_naming, clean_env, dvt_cds, free_port, run
 
 PREFIX = "dvt-cds: invalid setting DVT_CDS_CONCEPT_MAPS:"
 GOOD_MAP = {
@@ -31,35 +29,6 @@ GOOD_MAP = {
         }
     ],
 }
-
-
-def dvt_cds() -> str:
-    found = shutil.which("dvt-cds", path=str(Path(sys.executable).parent))
-    assert found is not None, "the dvt-cds console script is not installed in this environment"
-    return found
-
-
-def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVT_CDS_")}
-    env.update(
-        {
-            "DVT_CDS_AUTH": "off",
-            "DVT_CDS_HOST": "127.0.0.1",
-            "DVT_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
-        }
-    )
-    env.update(settings)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([dvt_cds(), *args], env=env, capture_output=True, text=True, timeout=30, check=False)
 
 
 def _missing(tmp_path: Path) -> tuple[Path, str]:
@@ -94,23 +63,13 @@ BAD_FILES = [_missing, _not_json, _no_group, _not_r4, _not_utf8]
 BAD_IDS = ["missing", "not-json", "no-group", "not-r4", "not-utf8"]
 
 
-def assert_one_line_naming(result: subprocess.CompletedProcess[str], path: Path, problem: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"{PREFIX} {path}:")
-    assert problem in lines[0]
-    assert result.stdout == ""
-
-
 @pytest.mark.parametrize("bad", BAD_FILES, ids=BAD_IDS)
 def test_serve_stops_on_a_bad_concept_map(tmp_path: Path, bad: Callable[[Path], tuple[Path, str]]) -> None:
     path, problem = bad(tmp_path)
     good = tmp_path / "good-map.json"
     good.write_text(json.dumps(GOOD_MAP), encoding="utf-8")
     env = clean_env(tmp_path, DVT_CDS_CONCEPT_MAPS=f"{good},{path}", DVT_CDS_PORT=str(free_port()))
-    assert_one_line_naming(run(["serve"], env), path, problem)
+    assert_one_line_naming(run(["serve"], env), PREFIX, path, problem)
 
 
 @pytest.mark.parametrize("bad", [_missing, _no_group], ids=["missing", "no-group"])
@@ -120,7 +79,7 @@ def test_serve_production_stops_on_a_bad_concept_map_before_gunicorn(
     path, problem = bad(tmp_path)
     env = clean_env(tmp_path, DVT_CDS_CONCEPT_MAPS=str(path), DVT_CDS_PORT=str(free_port()), DVT_CDS_WORKERS="1")
     result = run(["serve", "--production"], env)
-    assert_one_line_naming(result, path, problem)
+    assert_one_line_naming(result, PREFIX, path, problem)
     assert "gunicorn" not in result.stderr.lower()  # no master was started (it would log "Starting gunicorn")
 
 

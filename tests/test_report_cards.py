@@ -3,31 +3,16 @@ anticoagulation that could not be checked — through the HTTP API."""
 
 from __future__ import annotations
 
-import base64
-
 from flask.testing import FlaskClient
 
 from cds_service.cards import SUMMARY_MAX, fit
 from hooks import templates
 from hooks.templates import search_token, with_local_codes
-from tests.builders import day, distal_dvt, hook_request, medication_request, next_id, provoked_by_surgery, subject
+from tests.builders import day, distal_dvt, hook_request, medication_request, narrative_report, provoked_by_surgery
 
 
 def report(text: str, *, days: int = 1, html: bool = False) -> dict:
-    resource = {
-        "resourceType": "DiagnosticReport",
-        "id": next_id("dr"),
-        "status": "final",
-        "subject": subject(),
-        "code": {"text": "US Venous Doppler Lower Extremity Left"},
-        "effectiveDateTime": day(days),
-    }
-    if html:
-        data = base64.b64encode(f"<html><body><p>{text}</p></body></html>".encode()).decode()
-        resource["presentedForm"] = [{"contentType": "text/html", "data": data}]
-    else:
-        resource["conclusion"] = text
-    return resource
+    return narrative_report(text, days=days, html=html)
 
 
 def patient_view(client: FlaskClient, resources: list[dict]) -> list[dict]:

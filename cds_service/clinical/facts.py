@@ -66,6 +66,7 @@ from cds_service.clinical.serial import planned_imaging
 from cds_service.clinical.thresholds import PROVOKING_WINDOW_DAYS
 from cds_service.clinical.thrombosis import (
     CONDITION_SETS,
+    IGNORED_VERIFICATION,
     classify_dvt_code,
     duplex_recognition,
     is_venous_duplex,
@@ -152,16 +153,17 @@ def build_facts(
     patient = Patient(age=age_on(birth, today) if birth else None, sex=gender, reference=patient_ref)
 
     # --- conditions ----------------------------------------------------------------------------------------------
-    condition_sets = CONDITION_READS
-    conditions = select("Condition", lambda c: tx.match_any(c.get("code"), condition_sets) is not None)
+    coded = [c for c in record.resources("Condition") if tx.match_any(c.get("code"), CONDITION_READS) is not None]
+    conditions = [c for c in coded if record.typed(c) is not None]
     dvt = read_conditions(conditions, today=today, config=config)
     notes.extend(dvt.notes)
+    # A DVT-coded Condition that is not valid R4 (a DSTU2 or STU3 server, a broken feed) is said, never skipped.
     unreadable_dvt = [
         reference_of(c)
-        for c in record.resources("Condition")
-        if classify_dvt_code(c.get("code")) is not None
-        and record.typed(c) is None
-        and _raw_status(c.get("verificationStatus")) not in ("refuted", "entered-in-error")
+        for c in coded
+        if record.typed(c) is None
+        and classify_dvt_code(c.get("code")) is not None
+        and _raw_status(c.get("verificationStatus")) not in IGNORED_VERIFICATION
     ]
 
     # --- observations and reports --------------------------------------------------------------------------------

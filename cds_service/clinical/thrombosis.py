@@ -61,7 +61,7 @@ BODYSITE_SETS: tuple[tuple[str, VeinClass], ...] = (
     ("bodysite-distal-muscular-vein", VeinClass.DISTAL_MUSCULAR),
 )
 _ACTIVE = {"active", "recurrence", "relapse"}
-_IGNORED_VERIFICATION = {"refuted", "entered-in-error"}
+IGNORED_VERIFICATION = {"refuted", "entered-in-error"}
 _SUSPECTED_VERIFICATION = {"differential", "unconfirmed"}
 _FINAL = {"final", "amended", "corrected"}
 _ICD_SIDE = {"1": Side.RIGHT, "2": Side.LEFT, "3": Side.BILATERAL, "9": Side.UNKNOWN}
@@ -166,7 +166,7 @@ def read_conditions(conditions: list[dict[str, Any]], *, today: date, config: Ru
     for condition in conditions:
         code = condition.get("code")
         verification = status_code(condition, "verificationStatus")
-        if verification in _IGNORED_VERIFICATION:
+        if verification in IGNORED_VERIFICATION:
             continue
         onset = condition_onset(condition)
         ref = reference_of(condition)

@@ -17,15 +17,13 @@ from tests.builders import (
     assess_of,
     concept,
     condition,
-    day,
     distal_dvt,
     facts_of,
     medication_request,
     muscular_dvt,
-    next_id,
+    narrative_report,
     observation,
     provoked_by_surgery,
-    subject,
 )
 
 MIMIC_ICD10 = "http://mimic.mit.edu/fhir/mimic/CodeSystem/mimic-diagnosis-icd10"
@@ -35,17 +33,8 @@ CPT_OID = "urn:oid:2.16.840.1.113883.6.12"
 
 def report(text: str, *, days: int = 1, title: str = "US Venous Doppler Lower Extremity Left", **extra: object) -> dict:
     """A narrative-only venous duplex DiagnosticReport with a local code (its title is all there is)."""
-    resource = {
-        "resourceType": "DiagnosticReport",
-        "id": next_id("dr"),
-        "status": "final",
-        "subject": subject(),
-        "code": {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.696580", "code": "IMG812"}], "text": title},
-        "effectiveDateTime": day(days),
-        "conclusion": text,
-    }
-    resource.update(extra)
-    return resource
+    local = {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.696580", "code": "IMG812"}], "text": title}
+    return narrative_report(text, days=days, code=local, **extra)
 
 
 # --- report text through the clinical core --------------------------------------------------------------------

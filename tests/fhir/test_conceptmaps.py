@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -402,26 +402,8 @@ def test_local_codes_lists_what_maps_onto_the_wanted_targets() -> None:
 
 # --- through the app --------------------------------------------------------------------------------------------
 @pytest.fixture
-def make_site_app(tmp_path: Path) -> Iterator[Callable[[list[str]], Flask]]:
-    apps: list[Flask] = []
-
-    def make(concept_maps: list[str]) -> Flask:
-        settings = Settings(
-            auth="off",
-            host="127.0.0.1",
-            database_url=f"sqlite:///{tmp_path / f'store-{len(apps)}.sqlite3'}",
-            concept_maps=concept_maps,
-        )
-        app = create_app(settings, clock=lambda: NOW)
-        app.testing = False
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["dvt_cds"]["audit"].close()
-        app.extensions["dvt_cds"]["fhir_client"].close()
-        app.extensions["dvt_cds"]["store"].close()
+def make_site_app(make_app: Callable[..., Flask]) -> Callable[[list[str]], Flask]:
+    return lambda concept_maps: make_app(concept_maps=concept_maps)
 
 
 def test_discovery_asks_for_the_mapped_local_ddimer_code(

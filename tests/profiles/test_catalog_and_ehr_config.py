@@ -7,10 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +21,7 @@ from cds_service.profiles import CatalogError, OrderCatalog
 from cds_service.profiles.epic import RXNORM, RXNORM_OID, camel
 from cds_service.protocol import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS
 from tests.builders import LOINC, ddimer, distal_dvt, hook_request, provoked_by_surgery
+from tests.processes import assert_one_line_naming, clean_env, free_port, run
 
 PV = "/cds-services/distal-dvt-patient-view"
 SERVICE_IDS = {
@@ -412,33 +409,6 @@ def test_ehr_config_with_a_bad_catalog_exits_2_naming_the_file(
 PREFIX = "dvt-cds: invalid setting DVT_CDS_ORDER_CATALOG:"
 
 
-def dvt_cds() -> str:
-    found = shutil.which("dvt-cds", path=str(Path(sys.executable).parent))
-    assert found is not None, "the dvt-cds console script is not installed in this environment"
-    return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve_env(tmp_path: Path, catalog: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVT_CDS_")}
-    env.update(
-        {
-            "DVT_CDS_AUTH": "off",
-            "DVT_CDS_HOST": "127.0.0.1",
-            "DVT_CDS_PORT": str(free_port()),
-            "DVT_CDS_WORKERS": "1",
-            "DVT_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
-            "DVT_CDS_ORDER_CATALOG": str(catalog),
-        }
-    )
-    return env
-
-
 @pytest.mark.parametrize(
     ("bad", "args"),
     [
@@ -451,16 +421,8 @@ def serve_env(tmp_path: Path, catalog: Path) -> dict[str, str]:
 )
 def test_serve_stops_on_a_bad_catalog(tmp_path: Path, bad: Callable[[Path], tuple[Path, str]], args: list[str]) -> None:
     path, problem = bad(tmp_path)
-    result = subprocess.run(
-        [dvt_cds(), *args], env=serve_env(tmp_path, path), capture_output=True, text=True, timeout=30, check=False
-    )
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"{PREFIX} {path}: ")
-    assert problem in lines[0]
-    assert result.stdout == ""
+    env = clean_env(tmp_path, DVT_CDS_PORT=str(free_port()), DVT_CDS_WORKERS="1", DVT_CDS_ORDER_CATALOG=str(path))
+    assert_one_line_naming(run(args, env), PREFIX, path, problem)
 
 
 def test_every_order_a_card_can_propose_has_a_catalog_key() -> None:

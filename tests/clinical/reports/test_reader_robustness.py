@@ -13,7 +13,7 @@ from cds_service.clinical.reports import lexicon as lx
 from cds_service.clinical.reports.narrative import html_to_text, report_narrative, rtf_to_text
 from cds_service.clinical.reports.reader import QUOTE_MAX, read_report
 from cds_service.clinical.thrombosis import MAX_TEXT_REPORTS, read_imaging
-from tests.builders import TODAY, day, next_id, subject
+from tests.builders import TODAY, narrative_report
 
 _WORDS = st.sampled_from(
     [
@@ -73,15 +73,7 @@ def test_a_very_long_text_is_cut_and_read_quickly() -> None:
 
 def test_only_the_newest_reports_are_read_from_their_text() -> None:
     def report(days: int) -> dict:
-        return {
-            "resourceType": "DiagnosticReport",
-            "id": next_id("dr"),
-            "status": "final",
-            "subject": subject(),
-            "code": {"text": "US Venous Doppler Lower Extremity Left"},
-            "effectiveDateTime": day(days),
-            "conclusion": f"Nonocclusive thrombus in the left peroneal vein ({days} days ago).",
-        }
+        return narrative_report(f"Nonocclusive thrombus in the left peroneal vein ({days} days ago).", days=days)
 
     reports = [report(200 - 3 * i) for i in range(2 * MAX_TEXT_REPORTS)]
     studies, notes = read_imaging([], reports, today=TODAY)

@@ -23,7 +23,16 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from cds_service import metrics
-from cds_service.errors import BadRequest, CdsError, NotFound, Unauthorized, UnsupportedMediaType, operation_outcome
+from cds_service.errors import (
+    BadRequest,
+    CdsError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    operation_outcome,
+)
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.conceptmaps import SiteConceptMaps
 from cds_service.logs import log_fields
@@ -147,7 +156,7 @@ def create_app(
             result = store.record_feedback(service.id, parsed.feedback)
         except Exception:
             log.exception("feedback store failed")
-            raise CdsError("Feedback could not be stored; retry later", status=503) from None
+            raise ServiceUnavailable("Feedback could not be stored; retry later", retry_after_s=5) from None
         log_fields(
             log,
             logging.INFO,
@@ -180,7 +189,7 @@ def create_app(
 
     # --- errors --------------------------------------------------------------------------------------------------
     @app.errorhandler(CdsError)
-    def _cds_error(error: CdsError) -> tuple[Response, int] | Response:
+    def _cds_error(error: CdsError) -> Response:
         if isinstance(error, Unauthorized):
             metrics.JWT_REJECTIONS.labels(error.category).inc()
             log_fields(
@@ -195,7 +204,11 @@ def create_app(
             response.status_code = 401
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        return jsonify(operation_outcome(error.status, error.message, error.details)), error.status
+        response = jsonify(operation_outcome(error.status, error.message, error.details))
+        response.status_code = error.status
+        if isinstance(error, ServiceUnavailable):
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> tuple[Response, int]:

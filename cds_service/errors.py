@@ -67,6 +67,21 @@ class UnsupportedMediaType(CdsError):
     status = 415
 
 
+class PayloadTooLarge(CdsError):
+    status = 413
+
+
+class ServiceUnavailable(CdsError):
+    """The service cannot answer this call now but will soon (a store outage, overload, draining): 503 with
+    ``Retry-After`` so the EHR retries instead of recording a failure."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, details: list[str] | None = None):
+        super().__init__(message, details=details)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+
 def operation_outcome(status: int, message: str, details: list[str] | None = None) -> dict[str, Any]:
     severity = "error" if status < 500 else "fatal"
     code = _ISSUE_CODE.get(status, "processing" if status < 500 else "exception")

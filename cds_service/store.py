@@ -9,8 +9,10 @@ free text (feedback ``userComment`` is reduced to "a comment was given"), no tok
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -107,9 +110,16 @@ class FeedbackResult:
     duplicates: int
 
 
+class StoreTimeout(Exception):
+    """The store did not answer within ``db_timeout_s``."""
+
+
 class Store:
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, *, timeout_s: float = 2.0):
+        self.timeout_s = timeout_s
         self.engine = _engine(database_url)
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
         self._create_schema()
 
     def _create_schema(self, attempts: int = 5) -> None:
@@ -125,7 +135,35 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
+
+    def ping(self) -> bool:
+        """Readiness: the store answers ``SELECT 1`` within ``timeout_s``. Never raises."""
+
+        def select_one() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            self._bounded(select_one)
+            return True
+        except Exception:
+            return False
+
+    def _bounded(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on a store thread and give up waiting after ``timeout_s``: a request never waits longer
+        for the database, whatever phase (pool checkout, connect, query) hangs."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+        future: Future[Any] = self._executor.submit(work)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise StoreTimeout(f"no answer from the store within {self.timeout_s:g} s") from None
 
     # --- feedback ------------------------------------------------------------------------------------------------
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult:

@@ -167,3 +167,13 @@ def test_schema_creation_survives_concurrent_starts(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert all(pool.map(start, range(16)))
+
+
+def test_ping_answers_true_when_the_store_is_up_and_false_when_it_is_gone(store: Store, tmp_path: Path) -> None:
+    assert store.ping() is True
+    broken = Store(f"sqlite:///{tmp_path / 'gone.sqlite3'}")
+    broken.engine.dispose()
+    (tmp_path / "gone.sqlite3").unlink()
+    (tmp_path / "gone.sqlite3").mkdir()  # the database file is now a directory: nothing can be read
+    assert broken.ping() is False  # never raises
+    broken.close()

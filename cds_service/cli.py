@@ -144,26 +144,21 @@ def feedback_report(args: argparse.Namespace) -> int:
 
 
 def _serve_production(args: argparse.Namespace) -> int:
-    """Replace this process with gunicorn (a clean interpreter, so the metrics directory is set before import)."""
-    settings = _settings()
-    _check_site_files(settings)
+    """gunicorn behind the nginx front (cds_service/front/), each in a clean process: the metrics directory is
+    set before gunicorn imports anything."""
+    from cds_service.front.supervisor import serve_production
+
     env = dict(os.environ)
     if args.host:
         env["DVT_CDS_HOST"] = args.host
     if args.port:
         env["DVT_CDS_PORT"] = str(args.port)
+    settings = _settings(host=args.host, port=args.port)
+    _check_site_files(settings)
+    configure_logging(settings.log_level)
     if not settings.metrics_dir:
         env["DVT_CDS_METRICS_DIR"] = tempfile.mkdtemp(prefix="dvt-cds-metrics-")
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:cds_service.gunicorn_conf",
-        "cds_service.wsgi:application",
-    ]
-    os.execve(sys.executable, command, env)  # noqa: S606 - our own interpreter, fixed arguments
-    return 0  # pragma: no cover - execve does not return
+    return serve_production(settings, env)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,9 @@ accesslog = None  # the service logs one structured line per call itself
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 proc_name = "dvt-cds"
+# gunicorn ≥ 25 opens a control socket at one fixed path per user: instances on a host would fight over it,
+# and nothing here uses it.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:

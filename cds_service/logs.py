@@ -45,6 +45,11 @@ ALLOWED_FIELDS = frozenset(
         "outcome",
         "stored",
         "duplicates",
+        "exit_code",
+        "threads",
+        "seconds",
+        "variables",
+        "waited_ms",
     }
 )
 

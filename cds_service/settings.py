@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -71,6 +73,17 @@ class Settings(BaseSettings):
     threads: int = Field(default=4, ge=1, le=64)
     metrics_dir: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # What stands between clients and gunicorn under `serve --production` (cds_service/front/): nginx buffers whole
+    # requests so a slow or silent client costs a connection, not one of gunicorn's threads; "none" only when the
+    # operator's own buffering proxy is in front.
+    front: Literal["nginx", "none"] = "nginx"
+    client_timeout_s: float = Field(default=10.0, gt=0, le=300)  # header, body and send timeouts of the front
+    keepalive_s: float = Field(default=15.0, ge=0, le=300)  # idle keep-alive connections are closed after this
+    max_connections: int = Field(default=4096, ge=64, le=65536)  # open client connections the front holds
+    # Admission control: a call that waited longer than this before a thread took it is answered 503 at once.
+    max_queue_wait_s: float = Field(default=1.0, gt=0, le=60)
+    drain_file: str | None = None  # while this file exists, /readyz answers 503 (set by `serve --production`)
+    drain_s: float = Field(default=0.0, ge=0, le=300)  # on SIGTERM, answer for this long with /readyz 503 first
 
     # --- authentication of the calling EHR -----------------------------------------------------------------------
     auth: Literal["jwt", "off"] = "jwt"
@@ -91,6 +104,7 @@ class Settings(BaseSettings):
     fhir_max_pages: int = Field(default=20, ge=1, le=1000)
     fhir_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     fhir_max_parallel: int = Field(default=16, ge=1, le=256)
+    fhir_call_max_bytes: int = Field(default=48 * 1024 * 1024, ge=1024)  # all FHIR responses of one call
     fhir_allow_http: bool = False  # plain-http fhirServers on the allowlist: closed test networks only
 
     # --- hostile input -------------------------------------------------------------------------------------------
@@ -142,6 +156,13 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """The public base URL clients call (``aud`` is compared against it)."""
         return self.public_base_url or f"http://{self.host}:{self.port}"
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``DVT_CDS_*`` variables that name no setting: a typo must not pass silently (a start-up warning names them)."""
+    environ = os.environ if environ is None else environ
+    known = {f"DVT_CDS_{name.upper()}" for name in Settings.model_fields}
+    return sorted(name for name in environ if name.upper().startswith("DVT_CDS_") and name.upper() not in known)
 
 
 def is_loopback_host(host: str) -> bool:

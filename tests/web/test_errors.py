@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -109,3 +110,28 @@ def test_missing_optional_data_for_a_dvt_is_said_in_the_card(client: FlaskClient
     [card] = response.get_json()["cards"]
     assert "MedicationRequest data not available" in card["detail"]
     assert "Current anticoagulation could not be checked" in card["detail"]
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_400(client: FlaskClient) -> None:
+    """Before: werkzeug cut a chunked body at MAX_CONTENT_LENGTH silently and the rest was "not valid JSON" (400)."""
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    chunked = {"wsgi.input_terminated": True}
+    big = io.BytesIO(b'{"a": "' + b"x" * limit + b'"}')
+    response = client.post(
+        PV,
+        input_stream=big,
+        content_type="application/json",
+        environ_overrides=chunked,
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    body = assert_outcome(response, 413)
+    assert "larger than" in body["issue"][0]["diagnostics"]
+    small = io.BytesIO(json.dumps(hook_request("patient-view", [])).encode())
+    response = client.post(
+        PV,
+        input_stream=small,
+        content_type="application/json",
+        environ_overrides=chunked,
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert response.status_code == 200

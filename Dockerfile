@@ -1,10 +1,15 @@
-# The service under gunicorn: slim, non-root, with a health check.
+# The service as `dvt-cds serve --production` runs it: nginx in front (buffers whole requests, so slow clients
+# cannot hold gunicorn's threads), gunicorn behind it; slim, non-root, with a health check.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -26,5 +31,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"
 
-# gunicorn: DVT_CDS_WORKERS × DVT_CDS_THREADS, graceful stop on SIGTERM (docker stop).
+# nginx + gunicorn (DVT_CDS_WORKERS × DVT_CDS_THREADS) under one supervisor; SIGTERM (docker stop) drains.
 CMD ["dvt-cds", "serve", "--production"]

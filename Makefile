@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz bench clean
+.PHONY: run test lint fuzz bench clean system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,21 +30,30 @@ run: $(VENV)/.stamp-run
 	@mkdir -p var
 	$(BIN)/dvt-cds serve
 
+# nginx, the front `dvt-cds serve --production` starts before gunicorn (cds_service/front/): from the distribution,
+# installed once when missing (the production and overload tests start it).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "installing nginx from the distribution (the production front)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
+
 # The real FHIR server the fetch-path tests run against (@medplum/fhir-router, in memory, loopback only).
 tests/medplum/node_modules/.stamp: tests/medplum/package-lock.json
 	npm ci --prefix tests/medplum --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: $(VENV)/.stamp-test tests/medplum/node_modules/.stamp
+test: $(VENV)/.stamp-test tests/medplum/node_modules/.stamp system-packages
 	$(BIN)/python -m pytest
 
 # Far more generated and mutated requests than the suite's own fuzz test (a few minutes).
 fuzz: $(VENV)/.stamp-test
-	FUZZ_EXAMPLES_PER_SERVICE=13000 $(BIN)/python -m pytest tests/security/test_fuzz.py -p no:logging -q
+	FUZZ_EXAMPLES_PER_SERVICE=13000 $(BIN)/python -m pytest tests/security/test_fuzz.py -p no:logging -q --hypothesis-profile=fuzz
 
 # The service under gunicorn against its floor, driven from a separate process (several minutes); results are
 # saved under bench/results/ and compared with the previous run.
-bench: $(VENV)/.stamp-test
+bench: $(VENV)/.stamp-test system-packages
 	$(BIN)/python -m bench.run
 
 lint: $(VENV)/.stamp-test

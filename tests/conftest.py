@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import settings as hypothesis_settings
 from flask.testing import FlaskClient
 from pytest_httpserver import HTTPServer
 
@@ -15,6 +16,13 @@ from cds_service.app import create_app
 from cds_service.settings import Settings
 from cds_service.store import Store
 from tests.builders import NOW
+
+# `make test` is the same run every time (a flaky test is a bug): generated inputs come from a fixed seed and no
+# example database is read or written. `make fuzz` explores (random, with its database under .hypothesis/, which is
+# git-ignored): a failure it finds becomes a named test.
+hypothesis_settings.register_profile("suite", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("fuzz", derandomize=False)
+hypothesis_settings.load_profile("suite")
 
 
 @pytest.fixture

@@ -60,3 +60,4 @@ def test_dockerfile_is_slim_non_root_with_healthcheck() -> None:
     for copied in ("cds_service", "hooks", "fhir_fixtures", "pyproject.toml"):
         assert f"COPY {copied}" in text or f" {copied} " in text
     assert "pip install '.[postgres]'" in text  # the PostgreSQL driver the compose store needs
+    assert "apt-get install -y --no-install-recommends nginx" in text  # the front serve --production starts

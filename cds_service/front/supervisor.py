@@ -8,6 +8,7 @@ gunicorn dying ends the whole service with its exit code, for the orchestrator t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -61,7 +62,9 @@ class Supervisor:
             signal.signal(number, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         try:
-            self._gunicorn = subprocess.Popen(gunicorn_command(f"unix:{self._files.socket}"), env=self._env)  # noqa: S603
+            self._gunicorn = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
+                gunicorn_command(f"unix:{self._files.socket}"), env=self._env, start_new_session=True
+            )
             if not self._wait_for_gunicorn():
                 return self._stop(self._gunicorn.poll() or 1)
             self._start_nginx()
@@ -93,6 +96,7 @@ class Supervisor:
                 return self._stop(code or 1)
             if self._nginx is not None and self._nginx.poll() is not None:
                 log_fields(log, logging.ERROR, "nginx exited", event="nginx-exit", exit_code=self._nginx.returncode)
+                _kill_group(self._nginx)  # a killed master leaves its workers holding the port
                 if not self._start_nginx():
                     return self._stop(1)
             time.sleep(_POLL_S)
@@ -121,7 +125,8 @@ class Supervisor:
             log_fields(log, logging.ERROR, "nginx keeps exiting; stopping", event="nginx-give-up")
             return False
         command = [self._nginx_path, "-c", str(self._files.config), "-p", str(self._files.runtime), "-e", "stderr"]
-        self._nginx = subprocess.Popen(command, env=self._env)  # noqa: S603 - our nginx, our config
+        # Its own process group: workers orphaned by a dying master can be found and stopped with it.
+        self._nginx = subprocess.Popen(command, env=self._env, start_new_session=True)  # noqa: S603 - our config
         return True
 
     def _drain_and_stop(self) -> int:
@@ -136,12 +141,16 @@ class Supervisor:
     def _stop(self, code: int) -> int:
         """nginx first (it stops accepting, then finishes what it holds, which needs gunicorn), then gunicorn."""
         self._drain_file.touch()
-        if self._nginx is not None and self._nginx.poll() is None:
-            self._nginx.send_signal(signal.SIGQUIT)
-            _wait(self._nginx, _STOP_S)
-        if self._gunicorn is not None and self._gunicorn.poll() is None:
-            self._gunicorn.send_signal(signal.SIGTERM)
-            _wait(self._gunicorn, _STOP_S)
+        if self._nginx is not None:
+            if self._nginx.poll() is None:
+                self._nginx.send_signal(signal.SIGQUIT)
+                _wait(self._nginx, _STOP_S)
+            _kill_group(self._nginx)
+        if self._gunicorn is not None:
+            if self._gunicorn.poll() is None:
+                self._gunicorn.send_signal(signal.SIGTERM)
+                _wait(self._gunicorn, _STOP_S)
+            _kill_group(self._gunicorn)
         log_fields(log, logging.INFO, "stopped", event="stop", exit_code=code)
         return code
 
@@ -150,6 +159,12 @@ class Supervisor:
 
     def _on_reload(self, _number: int, _frame: FrameType | None) -> None:
         self._reload = True
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Whatever is left of a child's process group once the child itself has exited (orphaned workers)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait(process: subprocess.Popen[bytes], seconds: float) -> None:

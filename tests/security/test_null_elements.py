@@ -114,3 +114,38 @@ def test_a_null_repeating_element_is_absence(client: FlaskClient, hook: str, key
         body = hook_request(hook, nulled_resources, **context)
         response = client.post(f"/cds-services/distal-dvt-{hook}", json=body)
         assert response.status_code == 200, (where, path, response.get_data(as_text=True)[:300])
+
+
+def every_key(value: Any, where: tuple = ()) -> list[tuple]:
+    """The path of every object member in ``value``, leaves and containers alike."""
+    found = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found.append((*where, k))
+            found += every_key(v, (*where, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += every_key(v, (*where, i))
+    return found
+
+
+@pytest.mark.parametrize("hook", ["patient-view", "order-sign"])
+def test_null_in_any_element_is_absence_never_a_500(client: FlaskClient, hook: str) -> None:
+    """The class of bug, not the one line: every member of every resource (record and draft orders) nulled in turn,
+    scalars included (``"text": null`` in a note), answers 200 or an OperationOutcome 4xx — never a 5xx."""
+    resources = record()
+    drafts = draft_orders(apixaban(per_day=2), ordered_duplex())
+    places = [("record", p) for p in every_key(resources)]
+    if hook == "order-sign":
+        places += [("drafts", p) for p in every_key(drafts)]
+    failures = []
+    for where, path in places:
+        context: dict[str, Any] = {}
+        if hook == "order-sign":
+            context["draftOrders"] = nulled_at(drafts, path) if where == "drafts" else drafts
+        body = hook_request(hook, nulled_at(resources, path) if where == "record" else resources, **context)
+        response = client.post(f"/cds-services/distal-dvt-{hook}", json=body)
+        if response.status_code >= 500:
+            failures.append((where, path, response.status_code))
+    assert len(places) > 150
+    assert failures == []

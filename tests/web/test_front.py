@@ -63,18 +63,28 @@ def production(tmp_path: Path, **settings: str) -> Iterator[tuple[str, subproces
                 process.wait()
 
 
-def children(pid: int) -> list[tuple[int, str]]:
+def processes() -> list[tuple[int, int, int, str]]:
+    """(pid, parent pid, process group, command line) of every live process (a zombie is already gone: here
+    init may never reap an orphan)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+            if fields[0] != "Z":
+                found.append((int(entry.name), int(fields[1]), int(fields[2]), command))
     return found
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    return [(p, command) for p, parent, _, command in processes() if parent == pid]
+
+
+def group(pgid: int) -> list[int]:
+    return [p for p, _, g, _ in processes() if g == pgid]
 
 
 def small_call() -> dict:
@@ -192,6 +202,7 @@ def test_a_dead_nginx_is_restarted_and_a_dead_gunicorn_stops_the_service(tmp_pat
     with production(tmp_path) as (base, process, log_path):
         nginx = [pid for pid, cmd in children(process.pid) if "nginx" in cmd]
         assert len(nginx) == 1
+        assert len(group(nginx[0])) >= 2  # the master and its worker
         os.kill(nginx[0], signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -205,10 +216,13 @@ def test_a_dead_nginx_is_restarted_and_a_dead_gunicorn_stops_the_service(tmp_pat
             time.sleep(0.1)
         else:
             pytest.fail("nginx was not restarted: " + log_path.read_text())
+        assert group(nginx[0]) == []  # its orphaned worker went with it (else it keeps the port, and answers)
         gunicorn = [pid for pid, cmd in children(process.pid) if "gunicorn" in cmd]
+        nginx = [pid for pid, cmd in children(process.pid) if "nginx" in cmd]
         os.kill(gunicorn[0], signal.SIGKILL)
         assert process.wait(timeout=40) != 0
-        assert not [pid for pid, cmd in children(process.pid) if "nginx" in cmd]
+        assert group(gunicorn[0]) == []
+        assert group(nginx[0]) == []
         assert '"event": "gunicorn-exit"' in log_path.read_text()
 
 

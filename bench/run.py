@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from bench import payloads, profiles, reports
+from bench import front, payloads, profiles, reports
 from bench.fhir_delay import serve as serve_fhir
 from bench.load import drive, summarize
 
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--no-reports", action="store_true", help="skip the report-reader measurement")
     parser.add_argument("--no-profiles", action="store_true", help="skip the EHR-profile measurement")
+    parser.add_argument("--no-front", action="store_true", help="skip the production-front measurement")
     args = parser.parse_args(argv)
     reader_figures = {} if args.no_reports else reports.measure()
     if reader_figures:
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     profile_figures = {} if args.no_profiles else profiles.measure()
     if profile_figures:
         profiles.print_report(profile_figures)
+    front_figures = {} if args.no_front else front.measure(args.workers, args.threads)
+    if front_figures:
+        front.print_report(front_figures)
     levels = [int(c) for c in args.concurrency.split(",")]
     hooks = args.hooks.split(",")
     now = payloads.bench_now()
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
         fhir.terminate()
-    report(rows, args, round_trip, reader_figures, profile_figures)
+    report(rows, args, round_trip, reader_figures, profile_figures, front_figures)
     return 0
 
 
@@ -226,6 +230,7 @@ def report(
     round_trip: float,
     reader: dict[str, float],
     dialects: dict[str, float],
+    front_figures: dict[str, float],
 ) -> None:
     def pick(record: str, level: int | None = None) -> list[dict[str, Any]]:
         return [r for r in rows if r["record"] == record and (level is None or r["concurrency"] == level)]
@@ -267,6 +272,15 @@ def report(
                 "ms",
             )
         )
+    if front_figures:
+        targets.append(
+            (
+                f"production front keeps ≥ {front.TARGET_RATIO:.0%} of direct throughput",
+                front_figures["ratio"],
+                front_figures["ratio"] >= front.TARGET_RATIO,
+                "×",
+            )
+        )
     print("\nTargets (medians over the runs):")
     for name, value, met, unit in targets:
         print(f"  {'met ' if met else 'MISS'}  {name}: {value:.2f} {unit}")
@@ -291,6 +305,7 @@ def report(
                     "settings": vars(args),
                     "round_trip_ms": round(round_trip, 2),
                     "report_reader": {k: round(v, 3) for k, v in reader.items()},
+                    "front": {k: round(v, 3) for k, v in front_figures.items()},
                     "targets": summary,
                     "runs": rows,
                 },

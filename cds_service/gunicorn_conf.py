@@ -14,7 +14,7 @@ worker_class = "gthread"  # threads overlap the FHIR round trips of the fetch pa
 threads = _settings.threads
 timeout = 30
 graceful_timeout = 20  # SIGTERM: finish the calls in flight, then stop
-keepalive = 5
+keepalive = 5  # the front's upstream keepalive_timeout (4 s) stays below this
 accesslog = None  # the service logs one structured line per call itself
 errorlog = "-"
 loglevel = _settings.log_level.lower()
@@ -32,7 +32,7 @@ def on_starting(server: Any) -> None:
 
     SiteConceptMaps.load(_settings.concept_maps)  # a bad file stops gunicorn here, with the file and the error
     OrderCatalog.load(_settings.order_catalog)
-    Store(_settings.database_url).close()
+    Store.from_settings(_settings).close()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -58,7 +58,7 @@ def create_app(
     jwks_cache: JwksCache | None = None,
 ) -> Flask:
     settings = settings or Settings()
-    store = store or Store(settings.database_url)
+    store = store or Store.from_settings(settings)
     client = fhir_client or FhirClient(
         request_timeout_s=settings.fhir_request_timeout_s,
         max_pages=settings.fhir_max_pages,

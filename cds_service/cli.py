@@ -99,7 +99,7 @@ def feedback_report(args: argparse.Namespace) -> int:
     """Acceptance and override rates by card topic, from the store."""
     from cds_service.store import Store
 
-    store = Store(_settings().database_url)
+    store = Store.from_settings(_settings())
     try:
         rows = store.feedback_by_topic()
         reasons = store.override_reasons_by_topic()

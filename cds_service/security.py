@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 
-from cds_service.errors import Unauthorized
+from cds_service.errors import ServiceUnavailable, Unauthorized
 from cds_service.settings import Settings, TrustedIssuer, is_loopback_host
 from cds_service.store import Store
 
@@ -172,10 +172,113 @@ def keys_by_kid(jwks: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# jti replay cache
+# ------------------------------------------------------------------------------------------------------------------
+OUTAGE_JTI_CAPACITY = 10_000  # token ids one worker process remembers by itself while the store is unreachable
+_OUTAGE_RETRY_AFTER_S = 5
+
+
+class ReplayCache:
+    """Has this token id been seen before? The store answers across workers and instances; while it cannot be
+    reached, this process answers alone (SECURITY.md, "The jti replay cache during a store outage").
+
+    Policy: when a store write fails or times out, the store is taken as down and calls stop waiting for it; each
+    token id is remembered here until its token expires, and a replay of one seen here is rejected as always. When
+    ``capacity`` ids are held and none has expired, a call fails closed: 503 + Retry-After, not an unchecked token.
+    A background thread retries the store with capped backoff; when it answers, the ids held here are written to it
+    (a replay after recovery is still caught, by any worker) and the store is used again. The limit: during the
+    outage a token replayed to *another* worker process (or instance) is not recognised there.
+    """
+
+    def __init__(
+        self, store: Store, *, capacity: int = OUTAGE_JTI_CAPACITY, retry_s: float = 0.25, retry_cap_s: float = 5.0
+    ):
+        self._store = store
+        self._capacity = capacity
+        self._retry_s = retry_s
+        self._retry_cap_s = retry_cap_s
+        self._held: dict[tuple[str, str], datetime] = {}  # seen here, not yet in the store
+        self._store_down = False
+        self._lock = threading.Lock()
+        self._syncer: threading.Thread | None = None
+
+    def remember(self, iss: str, jti: str, expires_at: datetime) -> bool:
+        """True for a token id not seen before (now remembered); False for a replay. ServiceUnavailable when the
+        store is down and this process cannot remember one more."""
+        key = (iss, jti)
+        with self._lock:
+            if key in self._held:
+                return False
+            store_down = self._store_down
+        if not store_down:
+            try:
+                return self._store.remember_jti(iss, jti, expires_at)
+            except Exception as error:  # down, hung, refusing: this process answers until it is back
+                self._went_down(error)
+        with self._lock:
+            if key in self._held:
+                return False
+            if len(self._held) >= self._capacity:
+                self._forget_expired()
+            if len(self._held) >= self._capacity:
+                raise ServiceUnavailable(
+                    "Token replay check unavailable; retry later", retry_after_s=_OUTAGE_RETRY_AFTER_S
+                )
+            self._held[key] = expires_at
+            return True
+
+    def _went_down(self, error: Exception) -> None:
+        with self._lock:
+            if not self._store_down:
+                log.warning(
+                    "jti store unreachable: replay check held in this process until it is back",
+                    extra={"fields": {"error": type(error).__name__}},
+                )
+            self._store_down = True
+            if self._syncer is None or not self._syncer.is_alive():
+                self._syncer = threading.Thread(target=self._sync_until_back, name="jti-sync", daemon=True)
+                self._syncer.start()
+
+    def _sync_until_back(self) -> None:
+        attempt = 0
+        while True:
+            time.sleep(min(self._retry_cap_s, self._retry_s * 2**attempt))
+            with self._lock:
+                self._forget_expired()
+                pending = list(self._held.items())
+            try:
+                if pending:
+                    self._store.remember_jtis([(iss, jti, expires) for (iss, jti), expires in pending])
+                elif not self._store.ping():
+                    raise ConnectionError("store still unreachable")
+            except Exception as error:
+                attempt = min(attempt + 1, 30)
+                log.debug("jti store still unreachable", extra={"fields": {"error": type(error).__name__}})
+                continue
+            with self._lock:
+                for key, _ in pending:
+                    self._held.pop(key, None)
+                if self._store_down:
+                    log.info("jti store reachable again", extra={"fields": {"count": len(pending)}})
+                # From now on calls ask the store; ids still held here (remembered while this write ran) are checked
+                # here first, and written on the next round.
+                self._store_down = False
+                if not self._held:
+                    self._syncer = None
+                    return
+            attempt = 0
+
+    def _forget_expired(self) -> None:
+        now = datetime.now(UTC)
+        for key in [k for k, expires in self._held.items() if expires < now]:
+            del self._held[key]
+
+
 class ClientAuthenticator:
     def __init__(self, settings: Settings, store: Store, jwks_cache: JwksCache | None = None):
         self._settings = settings
-        self._store = store
+        self._replay = ReplayCache(store)
         self._issuers: dict[str, TrustedIssuer] = {i.iss: i for i in settings.trusted_issuers}
         self._jwks = jwks_cache or JwksCache(
             timeout_s=settings.jwks_timeout_s,
@@ -226,7 +329,7 @@ class ClientAuthenticator:
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise Unauthorized("jti not acceptable", "claims")
         expires_at = datetime.fromtimestamp(float(claims["exp"]) + self._settings.jwt_leeway_s, UTC)
-        if not self._store.remember_jti(issuer.iss, jti, expires_at):
+        if not self._replay.remember(issuer.iss, jti, expires_at):
             raise Unauthorized("jti replayed", "replay")
         sub = claims.get("sub")
         tenant = claims.get("tenant")

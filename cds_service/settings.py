@@ -114,6 +114,14 @@ class Settings(BaseSettings):
 
     # --- persistence ---------------------------------------------------------------------------------------------
     database_url: str = "sqlite:///var/dvt-cds.sqlite3"
+    # Every store operation is bounded (connect, statement, pool checkout, a hung server): feedback answers 503 in
+    # about this long instead of hanging, and the jti check falls back to the process (SECURITY.md).
+    db_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    # The decision audit's durable local queue (a SQLite file on local disk, one per database): empty means next to
+    # a SQLite database, else var/dvt-cds-outbox-<hash of the database>.sqlite3.
+    outbox_path: str | None = None
 
     # --- clinical ------------------------------------------------------------------------------------------------
     rule_profile: Literal["seed", "chest"] = "seed"

@@ -40,7 +40,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     name = f"dvt_cds_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    db = Store(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    db = Store(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", outbox_path=str(tmp_path / "outbox.sqlite3"))
     try:
         yield db
     finally:
@@ -151,8 +151,69 @@ def test_audit_failures_never_reach_the_caller(tmp_path: Path) -> None:
     (tmp_path / "gone.sqlite3").mkdir()  # the database file is now a directory: every write fails
     writer = AuditWriter(broken)
     writer.submit(Decision("h", "svc", 200, None, (), (), 1.0))  # does not raise
-    writer.flush()
+    writer.flush(timeout=0.3)
+    assert writer.outbox.pending() == 1  # kept for when the store is back, not dropped
     writer.close()
+
+
+def test_a_row_sent_twice_is_stored_once(store: Store) -> None:
+    from cds_service.store import AuditRow
+
+    row = AuditRow("k1", datetime.now(UTC), "h1", "svc", 200, "d", (IssuedCard("u1", "t", "info"),), (), 1.0)
+    store.record_decisions([row])
+    store.record_decisions([row, row])
+    assert [d["audit_key"] for d in store.decisions()] == ["k1"]
+    assert store.feedback_by_topic() == [{"topic": "t", "issued": 1, "accepted": 0, "overridden": 0}]
+
+
+def test_an_audit_table_from_before_the_outbox_gets_its_key_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE decision_audit (id INTEGER PRIMARY KEY, hook_instance VARCHAR(256) NOT NULL, "
+            "service_id VARCHAR(128) NOT NULL, created_at DATETIME NOT NULL, status INTEGER NOT NULL, "
+            "decision VARCHAR(64), topics JSON NOT NULL, data_gaps JSON NOT NULL, duration_ms FLOAT NOT NULL)"
+        )
+        old.execute("INSERT INTO decision_audit VALUES (1, 'h0', 'svc', '2026-01-01', 200, NULL, '[]', '[]', 1.0)")
+    db = Store(f"sqlite:///{path}")
+    db.record_decision(
+        hook_instance="h1", service_id="svc", status=200, decision=None, cards=[], data_gaps=[], duration_ms=1.0
+    )
+    assert [(d["hook_instance"], d["audit_key"] is None) for d in db.decisions()] == [("h0", True), ("h1", False)]
+    db.close()
+
+
+def test_a_statement_past_the_timeout_fails_in_time(store: Store) -> None:
+    """The server's statement timeout (PostgreSQL) or the watchdog's interrupt (SQLite) ends it, not the caller."""
+    import time
+
+    from sqlalchemy import text
+
+    slow = Store(store.engine.url.render_as_string(hide_password=False), timeout_s=0.3, outbox_path=store.outbox_path)
+    query = (
+        "SELECT pg_sleep(5)"
+        if slow.engine.dialect.name == "postgresql"
+        else "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    )
+    started = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the driver's own error type
+        slow._run(lambda conn: conn.execute(text(query)).all())
+    assert time.monotonic() - started < 2.0
+    assert slow.ping()  # and the store answers again at once
+    slow.close()
+
+
+def test_the_outbox_lives_next_to_a_sqlite_database_or_per_database_under_var() -> None:
+    from cds_service.store import default_outbox_path
+
+    assert default_outbox_path("sqlite:///var/dvt-cds.sqlite3") == "var/dvt-cds-outbox.sqlite3"
+    one = default_outbox_path("postgresql+psycopg://u:secret@db:5432/one")
+    assert one.startswith("var/dvt-cds-outbox-")
+    assert "secret" not in one
+    assert one != default_outbox_path("postgresql+psycopg://u:secret@db:5432/two")
+    assert one == default_outbox_path("postgresql+psycopg://u:other-password@db:5432/one")
 
 
 def test_schema_creation_survives_concurrent_starts(tmp_path: Path) -> None:

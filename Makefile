@@ -30,14 +30,19 @@ run: $(VENV)/.stamp-run
 	@mkdir -p var
 	$(BIN)/dvt-cds serve
 
-# nginx, the front `dvt-cds serve --production` starts before gunicorn (cds_service/front/): from the distribution,
-# installed once when missing (the production and overload tests start it).
+# nginx, the front `dvt-cds serve --production` starts before gunicorn (cds_service/front/), and chromium, the
+# headless browser the pathway view's tests drive (tests/smart/): from the distribution, each installed once when
+# missing (the production and overload tests start nginx; Playwright downloads no browser of its own).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 		echo "installing nginx from the distribution (the production front)"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
+	@[ -x /usr/bin/chromium ] || { \
+		echo "installing chromium from the distribution (the pathway view's browser tests)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # The real FHIR server the fetch-path tests run against (@medplum/fhir-router, in memory, loopback only).
 tests/medplum/node_modules/.stamp: tests/medplum/package-lock.json

@@ -41,6 +41,7 @@ from cds_service.profiles import OrderCatalog
 from cds_service.protocol import FeedbackRequest
 from cds_service.security import ClientAuthenticator, JwksCache, fhir_server_policy
 from cds_service.settings import Settings, is_loopback_host, unknown_variables
+from cds_service.smart import register_pathway_view
 from cds_service.store import Store
 from cds_service.warmup import warm_up
 from hooks import BY_ID, HookService, site_services
@@ -111,6 +112,7 @@ def create_app(
         # (Private Network Access). Granted only to origins named in DVT_CDS_CORS_ORIGINS, never to "*".
         allow_private_network="*" not in settings.cors_origins,
     )
+    register_pathway_view(app, settings, client=client, concept_maps=concept_maps, clock=clock)
     discovery = {"services": [service.descriptor().to_json() for service in services]}
     warm_up()
     _warn_at_start(settings)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cds_service.clinical import thresholds
@@ -132,7 +132,25 @@ class Settings(BaseSettings):
     # FHIR R4 ConceptMap files mapping the site's local codes onto standard ones (cds_service/fhir/conceptmaps.py)
     concept_maps: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("fhir_server_allowlist", "cors_origins", "concept_maps", mode="before")
+    # --- SMART pathway view ---
+    # The client id the EHR registered for the pathway view (cds_service/smart/); empty: the view is not offered.
+    smart_client_id: str | None = None
+    # Scopes asked for at launch; empty: SMART v2 read scopes for what the patient-view prefetch and follow-ups read.
+    smart_scopes: str | None = None
+    # Encrypts the cookie that holds the access token (AES-256-GCM, key derived by HKDF); every worker and instance
+    # needs the same one. Empty: the view is refused, except under DVT_CDS_AUTH=off (a key per process).
+    smart_session_key: SecretStr | None = Field(default=None, min_length=32)
+    smart_session_max_s: int = Field(default=3600, ge=60, le=86400)  # a session ends then even if the token lasts
+    smart_timeout_s: float = Field(default=10.0, gt=0, le=60)  # discovery, token exchange, reading the record
+    # Origins that may show the view in a frame (the EHR's); empty: none (CSP frame-ancestors 'none').
+    smart_frame_ancestors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("smart_client_id", "smart_scopes", "smart_session_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("fhir_server_allowlist", "cors_origins", "concept_maps", "smart_frame_ancestors", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)

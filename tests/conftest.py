@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from hypothesis import settings as hypothesis_settings
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from pytest_httpserver import HTTPServer
 
 from cds_service.app import create_app

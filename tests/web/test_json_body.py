@@ -92,7 +92,7 @@ def test_invalid_json_is_named() -> None:
 
 KEYS = st.text(alphabet='ab\\":{}[] é', max_size=4)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet='ab\\":{}[] é\n', max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(alphabet='ab\\":{}[] é\n', max_size=5),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(KEYS, c, max_size=3),
     max_leaves=30,
 )
@@ -109,7 +109,7 @@ def test_any_json_reads_back_with_its_depth(value: object) -> None:
 
 
 @settings(max_examples=200, database=None)
-@given(st.dictionaries(KEYS, st.integers(), min_size=1, max_size=4), st.data())
+@given(st.dictionaries(KEYS, st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=4), st.data())
 def test_any_repeated_key_is_found(obj: dict[str, int], data: st.DataObject) -> None:
     key = data.draw(st.sampled_from(sorted(obj)))
     members = [f"{json.dumps(k)}: {v}" for k, v in obj.items()] + [f"{json.dumps(key)}: 0"]

@@ -395,3 +395,27 @@ def test_the_outage_replay_cache_rejects_replays_and_fails_closed_when_full() ->
         cache.remember("iss", "e", soon)
     assert full.value.retry_after_s >= 1
     assert store.calls == 1  # while the store is known to be down, calls do not wait for it
+
+
+# --- readiness ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["cut", "blackhole"])
+def test_readyz_is_503_while_the_store_is_unreachable_and_healthz_stays_live(
+    pg_app: Callable[..., Flask], proxy: PgProxy, mode: str
+) -> None:
+    """Before: /healthz said ok while every call needing the store failed, and there was no readiness signal."""
+    client = pg_app().test_client()
+    assert client.get("/readyz").status_code == 200
+    set_mode(proxy, mode)
+    response, took = bounded(lambda: client.get("/readyz"))
+    assert response is not None
+    assert response.status_code == 503
+    assert response.json == {"status": "not ready", "reason": "store unreachable"}
+    assert response.headers["Retry-After"] == "5"
+    assert took < TIMEOUT_S + 1.0
+    assert client.get("/healthz").status_code == 200
+    figure(f"readyz during {mode}", f"503 in {took:.2f} s")
+    proxy.set_pass()
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "still not ready after the store came back"
+        time.sleep(0.1)

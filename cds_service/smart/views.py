@@ -37,6 +37,7 @@ from cds_service.smart.sources import day
 log = logging.getLogger("cds_service.smart")
 _PAGE_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _MAX_PARAM = 2048
+MAX_OPEN_PAGES = 3  # pathway pages one browser keeps a session for; opening another ends the oldest
 _STATUS_WORDS = {
     "done": "done",
     "ordered": "ordered",
@@ -181,6 +182,8 @@ def blueprint(config: PathwayConfig, oauth: SmartClient, reader: RecordReader) -
         # Relative: the page is under the same /smart/ as this callback, whatever prefix a proxy adds before it.
         response = redirect(f"pathway/{page_id}", 303)
         config.cookies.clear(response, name)  # a launch is used once
+        for older in _sessions_beyond(box, config.cookies, keep=MAX_OPEN_PAGES - 1):
+            config.cookies.clear(response, older)
         config.cookies.set(response, session_name, sealed, lifetime)
         _log("smart-callback", 303, started, iss=pending["iss"])
         return response
@@ -288,6 +291,20 @@ def _configured(config: PathwayConfig) -> tuple[SessionBox, str]:
             "not-configured",
         )
     return config.box, config.client_id
+
+
+def _sessions_beyond(box: SessionBox, cookies: CookiePolicy, *, keep: int) -> list[str]:
+    """The session cookies this browser sent beyond the ``keep`` that expire last, and any that no longer open:
+    every open page adds one, and all of them come with every request to /smart (a proxy's header limit, the
+    browser's cookie limit)."""
+    prefix = cookies.session_name("")
+    held = []
+    for name, value in request.cookies.items():
+        if name.startswith(prefix):
+            payload = box.open(name, value)
+            held.append((payload["exp"] if payload else 0.0, name))
+    held.sort(reverse=True)
+    return [name for expires, name in held[keep:]] + [name for expires, name in held[:keep] if not expires]
 
 
 def render_pathway(model: Pathway, *, static: str) -> str:

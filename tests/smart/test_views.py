@@ -276,6 +276,16 @@ def test_a_page_without_its_session_is_refused(service: Service, smart: SmartTes
     assert "session has ended" in page.text
 
 
+def test_a_browser_keeps_the_last_three_pages_open(service: Service, smart: SmartTestServer) -> None:
+    """Each open page holds a cookie sent with every request to /smart: opening a fourth ends the oldest."""
+    session = browser()
+    pages = [open_page(service, smart, session)[1] for _ in range(4)]
+    held = [c for c in session.cookies if c.name.startswith("dvt-pathway-")]
+    assert len(held) == 3
+    assert session.get(pages[0]).status_code == 401
+    assert [session.get(page).status_code for page in pages[1:]] == [200, 200, 200]
+
+
 @pytest.fixture
 def unconfigured(smart: SmartTestServer, tmp_path: Path) -> Iterator[Service]:
     running, thread = start_service(tmp_path, smart, smart_client_id=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -149,6 +150,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smart_frame_ancestors")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        # Written into the CSP header as they are: an origin each, nothing that could end the directive.
+        for origin in value:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|'self'", origin):
+                raise ValueError(f"DVT_CDS_SMART_FRAME_ANCESTORS: {origin[:80]!r} is not an origin (scheme://host[:port])")
+        return value
 
     @field_validator("fhir_server_allowlist", "cors_origins", "concept_maps", "smart_frame_ancestors", mode="before")
     @classmethod

@@ -324,3 +324,9 @@ def test_the_session_key_setting_is_secret_and_long(tmp_path) -> None:
         Settings(auth="off", database_url=f"sqlite:///{tmp_path / 's.sqlite3'}", smart_session_key="short")
     empty = Settings(auth="off", database_url=f"sqlite:///{tmp_path / 's.sqlite3'}", smart_session_key="")
     assert empty.smart_session_key is None
+
+
+@pytest.mark.parametrize("value", ["https://a.example; script-src *", "ehr.example.org", "https://a.example/path"])
+def test_frame_ancestors_must_be_origins(tmp_path, value: str) -> None:
+    with pytest.raises(ValueError, match="DVT_CDS_SMART_FRAME_ANCESTORS"):
+        Settings(auth="off", database_url=f"sqlite:///{tmp_path / 's.sqlite3'}", smart_frame_ancestors=value)

@@ -340,3 +340,13 @@ def test_https_cookies_are_secure_samesite_none_and_partitioned(smart: SmartTest
         assert redirect_uri == "https://cds.example.org/smart/callback"
     finally:
         stop_service(running, thread)
+
+
+def test_frame_ancestors_let_the_ehr_frame_the_view(smart: SmartTestServer, tmp_path: Path) -> None:
+    running, thread = start_service(tmp_path, smart, smart_frame_ancestors="https://ehr.example.org")
+    try:
+        response = browser().get(f"{running.url}/smart/launch")
+        assert response.headers["Content-Security-Policy"].endswith("frame-ancestors https://ehr.example.org")
+        assert "X-Frame-Options" not in response.headers
+    finally:
+        stop_service(running, thread)

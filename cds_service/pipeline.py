@@ -20,7 +20,7 @@ from cds_service.audit import AuditWriter, Decision
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.followups import ATTACHMENT_BYTES, needed_reads
 from cds_service.errors import BadRequest, CdsError
-from cds_service.fhir.client import FhirClient
+from cds_service.fhir.client import ByteBudget, FhirClient
 from cds_service.fhir.conceptmaps import SiteConceptMaps
 from cds_service.fhir.followup import read_followups
 from cds_service.fhir.prefetch import PrefetchResolver
@@ -112,6 +112,7 @@ class CallPipeline:
             if trigger:
                 fields["trigger"] = trigger
             server_allowed = caller.server_allowed or self._server_allowed
+            budget = self._client.call_budget()  # one for the whole call: the prefetch fetches and the follow-ups
             record = self._resolver.resolve(
                 service.prefetch,
                 context=context.model_dump(),
@@ -122,10 +123,11 @@ class CallPipeline:
                 deadline=deadline,
                 today=self._clock().date(),
                 server_allowed=server_allowed,
+                budget=budget,
             )
             drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
             self._concept_maps.apply_record(record, drafts)  # before the follow-ups: a local code may name a report
-            self._follow_up(record, context, request, deadline, server_allowed)
+            self._follow_up(record, context, request, deadline, server_allowed, budget)
             self._concept_maps.apply_record(record)  # the Medications and reports the follow-ups brought
             fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)
             fields["sources"] = record.sources
@@ -170,6 +172,7 @@ class CallPipeline:
         request: HookRequest,
         deadline: float,
         server_allowed: Callable[[str], tuple[bool, str]],
+        budget: ByteBudget,
     ) -> None:
         """Report text held in Binary resources, and Medications neither included nor contained."""
         drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
@@ -186,6 +189,7 @@ class CallPipeline:
             deadline=deadline,
             server_allowed=server_allowed,
             attachment_bytes=ATTACHMENT_BYTES,
+            budget=budget,
         )
 
     def _audit(

@@ -9,6 +9,7 @@ and to show: no URL (it holds the patient id), no token, no server-supplied text
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 _MIN_REQUEST_TIMEOUT_S = 0.05
 _MAX_REDIRECTS = 3
+_READ_BYTES = 65536
+# An error answer's body is read up to this much so its connection can be reused; a longer one costs the
+# connection instead (closing is cheaper than reading megabytes nobody wants).
+_DRAIN_BYTES = 65536
+DEFAULT_CALL_MAX_BYTES = 48 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,46 @@ class _Failure(Exception):
         super().__init__(reason)
         self.reason = reason
         self.not_found = not_found
+
+
+class ByteBudget:
+    """The bytes of FHIR responses one call may hold, shared by all its parallel reads (prefetch and follow-ups).
+
+    The per-response cap alone lets every parallel read hold that much at once (16 reads x 32 MiB is 512 MiB per
+    worker on one burst). The bytes of a read that fails are given back: its body is dropped, so it holds nothing.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @property
+    def reason(self) -> str:
+        return f"FHIR responses for this call passed {self.limit} bytes"
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self._used + size > self.limit:
+                return False
+            self._used += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self._used = max(0, self._used - size)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What every read of one call shares."""
+
+    deadline: float  # monotonic
+    budget: ByteBudget
 
 
 def same_base(base_url: str, url: str) -> bool:
@@ -92,11 +138,13 @@ class FhirClient:
         max_response_bytes: int,
         max_entries: int,
         max_parallel: int,
+        call_max_bytes: int = DEFAULT_CALL_MAX_BYTES,
     ):
         self.request_timeout_s = request_timeout_s
         self.max_pages = max_pages
         self.max_response_bytes = max_response_bytes
         self.max_entries = max_entries
+        self.call_max_bytes = call_max_bytes
         self._http = urllib3.PoolManager(
             num_pools=32, maxsize=max_parallel, retries=False, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where()
         )
@@ -106,6 +154,10 @@ class FhirClient:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.clear()
 
+    def call_budget(self) -> ByteBudget:
+        """A fresh byte budget for one call: pass the same one to every fetch of that call."""
+        return ByteBudget(self.call_max_bytes)
+
     # -------------------------------------------------------------------------------------------------------------
     def fetch_many(
         self,
@@ -114,29 +166,46 @@ class FhirClient:
         base_url: str,
         token: str | None,
         deadline: float,
+        budget: ByteBudget | None = None,
     ) -> dict[str, FetchResult]:
         """Run every query in parallel; whatever has not finished by ``deadline`` (monotonic) has failed."""
+        call = _Call(deadline, budget or self.call_budget())
         futures: dict[Future[FetchResult], FhirQuery] = {}
         for query in queries:
-            futures[self._pool.submit(self.fetch, query, base_url=base_url, token=token, deadline=deadline)] = query
+            futures[self._pool.submit(self._fetch, query, base_url, token, call)] = query
         if not futures:
             return {}
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-        results: dict[str, FetchResult] = {}
-        for future, query in futures.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                results[query.key] = future.result()
-            else:
-                future.cancel()
-                reason = "deadline exceeded" if not future.done() else "internal error while fetching"
-                metrics.FHIR_FETCHES.labels("failed").inc()
-                if future.done() and future.exception() is not None:
-                    log.error("fhir fetch crashed: %s", type(future.exception()).__name__, extra={"key": query.key})
-                results[query.key] = FetchResult(query.key, ok=False, reason=reason)
-        return results
+        return {query.key: self._outcome(future, query) for future, query in futures.items()}
 
-    def fetch(self, query: FhirQuery, *, base_url: str, token: str | None, deadline: float) -> FetchResult:
+    @staticmethod
+    def _outcome(future: Future[FetchResult], query: FhirQuery) -> FetchResult:
+        # A query still queued must not start after its call has given up on it. One already running cannot be
+        # cancelled, but it stops by itself: no read of it blocks past the deadline (_read_some).
+        future.cancel()
+        if future.cancelled() or not future.done():
+            metrics.FHIR_FETCHES.labels("failed").inc()
+            return FetchResult(query.key, ok=False, reason="deadline exceeded")
+        error = future.exception()  # done and not cancelled: this never raises
+        if error is not None:
+            metrics.FHIR_FETCHES.labels("failed").inc()
+            log.error("fhir fetch crashed: %s", type(error).__name__, extra={"key": query.key})
+            return FetchResult(query.key, ok=False, reason="internal error while fetching")
+        return future.result()
+
+    def fetch(
+        self,
+        query: FhirQuery,
+        *,
+        base_url: str,
+        token: str | None,
+        deadline: float,
+        budget: ByteBudget | None = None,
+    ) -> FetchResult:
         """One query, following ``next`` links within ``base_url`` up to the page bound."""
+        return self._fetch(query, base_url, token, _Call(deadline, budget or self.call_budget()))
+
+    def _fetch(self, query: FhirQuery, base_url: str, token: str | None, call: _Call) -> FetchResult:
         started = time.monotonic()
         result = FetchResult(query.key, ok=False)
         url: str | None = query.url
@@ -155,14 +224,7 @@ class FhirClient:
                         result.truncated = True
                         result.reason = f"stopped after {page_limit} pages"
                     break
-                body = self._get_json(
-                    url,
-                    base_url=base_url,
-                    token=token,
-                    deadline=deadline,
-                    accept=query.accept,
-                    max_bytes=query.max_bytes,
-                )
+                body = self._get_json(url, base_url=base_url, token=token, call=call, query=query)
                 url = self._absorb(query, body, result)
                 result.pages += 1
                 if url is not None:
@@ -213,82 +275,138 @@ class FhirClient:
             raise _Failure("server answered with an OperationOutcome")
         raise _Failure(f"expected a Bundle, got {_kind(kind)}")
 
-    def _get_json(
-        self,
-        url: str,
-        *,
-        base_url: str,
-        token: str | None,
-        deadline: float,
-        accept: str | None = None,
-        max_bytes: int | None = None,
-    ) -> dict[str, Any]:
-        headers = {"Accept": accept or "application/fhir+json, application/json;q=0.9"}
+    def _get_json(self, url: str, *, base_url: str, token: str | None, call: _Call, query: FhirQuery) -> dict[str, Any]:
+        headers = {"Accept": query.accept or "application/fhir+json, application/json;q=0.9"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        limit = query.max_bytes or self.max_response_bytes
         for _ in range(_MAX_REDIRECTS + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Failure("deadline exceeded")
-            timeout = max(_MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, remaining))
-            try:
-                response = self._http.request(
-                    "GET",
-                    url,
-                    headers=headers,
-                    timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                    redirect=False,
-                    preload_content=False,
-                )
-            except NewConnectionError as exc:  # urllib3 makes it a kind of ConnectTimeoutError: test it first
-                raise _Failure(f"FHIR server unreachable ({type(exc).__name__})") from exc
-            except TimeoutError as exc:
-                raise _Failure("FHIR server timed out") from exc
-            except HTTPError as exc:
-                raise _Failure(f"FHIR server unreachable ({type(exc).__name__})") from exc
-            try:
-                redirect = response.get_redirect_location()  # a 3xx with a Location header, as requests had it
-                if redirect:
-                    location = urljoin(url, redirect)
-                    if not same_base(base_url, location):
-                        raise _Failure("redirect to another origin not followed")
-                    url = location
-                    continue
-                status = response.status
-                if status in (404, 410):
-                    raise _Failure(f"HTTP {status}", not_found=True)
-                if status in (401, 403):
-                    raise _Failure(f"FHIR server refused access (HTTP {status})")
-                if status >= 400:
-                    raise _Failure(f"FHIR server error (HTTP {status})")
-                raw = self._read_capped(response, deadline, max_bytes or self.max_response_bytes)
-            finally:
-                response.release_conn()
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise _Failure("FHIR server sent a body that is not JSON") from exc
-            if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-                raise _Failure("FHIR server sent JSON that is not a FHIR resource")
-            return body
+            response = self._request(url, headers, call)
+            location, raw = self._answer(response, url, call, limit)
+            if location is None:
+                return _parse(raw, call.budget)
+            if not same_base(base_url, location):
+                raise _Failure("redirect to another origin not followed")
+            url = location
         raise _Failure("too many redirects")
 
-    def _read_capped(self, response: urllib3.BaseHTTPResponse, deadline: float, limit: int) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
+    def _request(self, url: str, headers: dict[str, str], call: _Call) -> urllib3.BaseHTTPResponse:
+        remaining = call.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Failure("deadline exceeded")
+        timeout = max(_MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, remaining))
         try:
-            for chunk in response.stream(65536):
-                size += len(chunk)
-                if size > limit:
-                    raise _Failure("FHIR server response too large")
-                if time.monotonic() > deadline:
-                    raise _Failure("deadline exceeded")
-                chunks.append(chunk)
+            return self._http.request(
+                "GET",
+                url,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                redirect=False,
+                preload_content=False,
+            )
+        except NewConnectionError as exc:  # urllib3 makes it a kind of ConnectTimeoutError: test it first
+            raise _Failure(f"FHIR server unreachable ({type(exc).__name__})") from exc
         except TimeoutError as exc:
             raise _Failure("FHIR server timed out") from exc
         except HTTPError as exc:
-            raise _Failure(f"FHIR server connection broken ({type(exc).__name__})") from exc
-        return b"".join(chunks)
+            raise _Failure(f"FHIR server unreachable ({type(exc).__name__})") from exc
+
+    def _answer(
+        self, response: urllib3.BaseHTTPResponse, url: str, call: _Call, limit: int
+    ) -> tuple[str | None, bytearray]:
+        """A redirect's absolute location, or the body of a success.
+
+        The connection goes back to the pool only with its response read to the end: one with a body left unread
+        would hand that body to the next query on it (http.client then fails it with ResponseNotReady).
+        """
+        reusable = False
+        try:
+            redirect = response.get_redirect_location()  # a 3xx with a Location header, as requests had it
+            if redirect:
+                reusable = _drain(response, call.deadline, self.request_timeout_s)
+                return urljoin(url, redirect), bytearray()
+            failure = _status_failure(response.status)
+            if failure is not None:
+                reusable = _drain(response, call.deadline, self.request_timeout_s)
+                raise failure
+            body = self._read_capped(response, call, limit)
+            reusable = True
+            return None, body
+        finally:
+            if not reusable:
+                response.close()  # closes the connection: the pool opens a new one in its place
+            response.release_conn()
+
+    def _read_capped(self, response: urllib3.BaseHTTPResponse, call: _Call, limit: int) -> bytearray:
+        body = bytearray()
+        try:
+            while chunk := _read_some(response, call.deadline, self.request_timeout_s):
+                if len(body) + len(chunk) > limit:
+                    raise _Failure("FHIR server response too large")
+                if not call.budget.take(len(chunk)):
+                    raise _Failure(call.budget.reason)
+                body += chunk
+        except _Failure:
+            call.budget.give_back(len(body))  # this body is dropped: its bytes are free for the other reads
+            raise
+        return body
+
+
+def _parse(raw: bytearray, budget: ByteBudget) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        budget.give_back(len(raw))
+        raise _Failure("FHIR server sent a body that is not JSON") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+        budget.give_back(len(raw))
+        raise _Failure("FHIR server sent JSON that is not a FHIR resource")
+    return body
+
+
+def _status_failure(status: int) -> _Failure | None:
+    if status in (404, 410):
+        return _Failure(f"HTTP {status}", not_found=True)
+    if status in (401, 403):
+        return _Failure(f"FHIR server refused access (HTTP {status})")
+    if status >= 400:
+        return _Failure(f"FHIR server error (HTTP {status})")
+    return None
+
+
+def _read_some(response: urllib3.BaseHTTPResponse, deadline: float, request_timeout_s: float) -> bytes:
+    """At most one socket read of the body, never blocking past ``deadline``; b"" at its end.
+
+    A server trickling a byte every few hundred milliseconds satisfies every per-read timeout, so each read is
+    given only the time left and reads what is there (``read1``) instead of waiting for a full chunk.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _Failure("deadline exceeded")
+    connection = response.connection
+    try:
+        if connection is not None and connection.sock is not None:
+            connection.sock.settimeout(min(request_timeout_s, remaining))
+        return response.read1(_READ_BYTES)
+    except TimeoutError as exc:
+        past = time.monotonic() >= deadline
+        raise _Failure("deadline exceeded" if past else "FHIR server timed out") from exc
+    except (HTTPError, OSError) as exc:
+        raise _Failure(f"FHIR server connection broken ({type(exc).__name__})") from exc
+
+
+def _drain(response: urllib3.BaseHTTPResponse, deadline: float, request_timeout_s: float) -> bool:
+    """Read an unwanted body (an error's, a redirect's) to its end; False when it is longer than _DRAIN_BYTES or
+    does not end in time, and its connection must be closed instead."""
+    drained = 0
+    try:
+        while chunk := _read_some(response, deadline, request_timeout_s):
+            drained += len(chunk)
+            if drained > _DRAIN_BYTES:
+                return False
+    except _Failure:
+        return False
+    return True
 
 
 def _kind(kind: Any) -> str:

@@ -13,7 +13,7 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 
-from cds_service.fhir.client import FhirClient, FhirQuery, same_base
+from cds_service.fhir.client import ByteBudget, FhirClient, FhirQuery, same_base
 from cds_service.fhir.record import Attachment, PatientRecord
 
 BINARY_ACCEPT = "application/fhir+json"
@@ -36,6 +36,7 @@ def read_followups(
     deadline: float,
     server_allowed: Callable[[str], tuple[bool, str]],
     attachment_bytes: int,
+    budget: ByteBudget | None = None,
 ) -> None:
     allowed, why_not = (False, "no fhirServer in the request")
     if fhir_server is not None:
@@ -68,7 +69,9 @@ def read_followups(
         )
     if not queries:
         return
-    results = client.fetch_many(queries, base_url=fhir_server or "", token=access_token, deadline=deadline)
+    results = client.fetch_many(
+        queries, base_url=fhir_server or "", token=access_token, deadline=deadline, budget=budget
+    )
     for query in queries:
         result = results.get(query.key)
         if query.resource_type == "Binary":

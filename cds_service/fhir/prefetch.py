@@ -13,6 +13,11 @@ OperationOutcome (alone, or as the     fetch it (the EHR could not); information
 only error entries of a searchset)     searchset with matches are ignored
 searchset with a ``next`` link         keep the page, fetch the following pages
 resource / searchset with matches      use it
+a read's resource with another id      fetch it (the Patient when its id is not ``context.patientId``)
+(e.g. another patient's Patient)
+a searchset whose every match names    fetch it (a few such entries among this patient's are dropped and
+another Patient (``subject``/          counted by PatientRecord)
+``patient``)
 =====================================  =======================================================================
 
 A required key that stays unobtainable ends the call with 412 (CDS Hooks 2.0: SHALL).
@@ -23,17 +28,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from cds_service.errors import PreconditionFailed
 from cds_service.fhir.bundles import is_operation_outcome, read_bundle_page
-from cds_service.fhir.client import FetchResult, FhirClient, FhirQuery
+from cds_service.fhir.client import ByteBudget, FetchResult, FhirClient, FhirQuery
 from cds_service.fhir.record import DataGap, PatientRecord
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9.]*)\s*\}\}")
+# A reference naming a Patient, as record.py reads it (urn:uuid and contained references name none we can check).
+_PATIENT_REF = re.compile(r"(?:^|/)Patient/([^/]+?)(?:/_history/[^/]+)?$")
 _USER_TOKENS = {
     "userPractitionerId": "Practitioner",
     "userPractitionerRoleId": "PractitionerRole",
@@ -121,6 +128,7 @@ class PrefetchResolver:
         deadline: float,
         today: date | None = None,
         server_allowed: Callable[[str], tuple[bool, str]] | None = None,
+        budget: ByteBudget | None = None,
     ) -> PatientRecord:
         record = PatientRecord(patient_id=patient_id)
         sent = prefetch or {}
@@ -129,7 +137,7 @@ class PrefetchResolver:
             rendered = render(key.template, context)
             if rendered is None:
                 continue  # e.g. no encounterId in this context: the key does not apply
-            states.append(self._classify(key, rendered, sent))
+            states.append(self._classify(key, rendered, sent, patient_id))
         for state in states:
             if len(state.resources) > self._max_entries:
                 del state.resources[self._max_entries :]
@@ -160,7 +168,9 @@ class PrefetchResolver:
                     )
                     for s in to_fetch
                 ]
-                results = self._client.fetch_many(queries, base_url=fhir_server, token=access_token, deadline=deadline)
+                results = self._client.fetch_many(
+                    queries, base_url=fhir_server, token=access_token, deadline=deadline, budget=budget
+                )
             else:
                 for state in to_fetch:
                     results[state.key.name] = FetchResult(state.key.name, ok=False, reason=why_not)
@@ -173,6 +183,7 @@ class PrefetchResolver:
                 record.sources[state.key.name] = state.source
                 continue
             record.sources[state.key.name] = "prefetch+fhir" if state.continuation else "fhir"
+            result = _named_only(state, result)
             record.add(result.resources)
             reason = f"{state.fetch_reason}; {result.reason}" if result.reason else state.fetch_reason
             if not result.ok:
@@ -195,7 +206,7 @@ class PrefetchResolver:
         return record.finish()
 
     @staticmethod
-    def _classify(key: PrefetchKey, rendered: str, sent: dict[str, Any]) -> _KeyState:
+    def _classify(key: PrefetchKey, rendered: str, sent: dict[str, Any], patient_id: str) -> _KeyState:
         state = _KeyState(key=key, rendered=rendered, resources=[])
         if key.name not in sent:
             state.fetch_url, state.fetch_reason = rendered, "not prefetched"
@@ -216,18 +227,70 @@ class PrefetchResolver:
             if page.has_error and not matches:
                 state.fetch_url, state.fetch_reason = rendered, "prefetch held an error OperationOutcome"
                 return state
+            mismatched = False
+            if key.is_read:
+                matches, mismatched = _the_named(key, rendered, matches)
+            elif matches and all(_names_another_patient(r, patient_id) for r in matches):
+                # Another patient's search, not this one's (a few strays are left to PatientRecord, which drops
+                # and reports them): it says nothing about this patient, so it is read again.
+                state.fetch_url, state.fetch_reason = rendered, "the prefetched search holds another patient's data"
+                return state
             state.resources = matches
             if key.is_read and not matches:
-                state.fetch_url, state.fetch_reason = rendered, "prefetch Bundle held no resource"
+                reason = _mismatch(key) if mismatched else "prefetch Bundle held no resource"
+                state.fetch_url, state.fetch_reason = rendered, reason
             elif page.next_url is not None:
                 state.fetch_url, state.fetch_reason = page.next_url, "prefetch was paginated"
                 state.continuation = True
             return state
         if key.is_read and kind == key.resource_type:
-            state.resources = [value]
+            state.resources, mismatched = _the_named(key, rendered, [value])
+            if mismatched:
+                # Another patient's (or encounter's) data must not stand in for this one's: read the right one.
+                state.fetch_url, state.fetch_reason = rendered, _mismatch(key)
             return state
         state.fetch_url, state.fetch_reason = rendered, "prefetch held an unexpected resource type"
         return state
+
+
+def _the_named(key: PrefetchKey, rendered: str, resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """The resources that are the one a read names (``Patient/{{context.patientId}}``: that id); True when some
+    were another. One without an id cannot be checked and is kept, as record.py keeps it."""
+    wanted = rendered.removeprefix(f"{key.resource_type}/")
+    if wanted == rendered or "/" in wanted or "?" in wanted:
+        return resources, False
+    wanted = unquote(wanted)
+    kept = [r for r in resources if not isinstance(r.get("id"), str) or r["id"] == wanted]
+    return kept, len(kept) < len(resources)
+
+
+def _mismatch(key: PrefetchKey) -> str:
+    token = _TOKEN.search(key.template)
+    named = token.group(1) if token else "the context"
+    return f"the prefetched {key.resource_type} does not match {named}"  # never the ids: they identify patients
+
+
+def _names_another_patient(resource: dict[str, Any], patient_id: str) -> bool:
+    for name in ("subject", "patient"):  # where R4 resources point at their patient
+        ref = resource.get(name)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            match = _PATIENT_REF.search(ref["reference"])
+            return match is not None and match.group(1) != patient_id
+    return False
+
+
+def _named_only(state: _KeyState, result: FetchResult) -> FetchResult:
+    """A read's result without a resource other than the one it named: a server answering ``Patient/a`` with
+    Patient b has not given us Patient a."""
+    if not state.key.is_read or state.continuation or not result.ok or result.not_found:
+        return result
+    kept, mismatched = _the_named(state.key, state.rendered, result.resources)
+    if not mismatched:
+        return result
+    if kept:
+        return replace(result, resources=kept)
+    reason = f"the {state.key.resource_type} from fhirServer does not match the one asked for"
+    return FetchResult(result.key, ok=False, reason=reason, pages=result.pages, elapsed_ms=result.elapsed_ms)
 
 
 def _bounded(state: _KeyState, today: date | None) -> str:

@@ -131,7 +131,9 @@ class CallPipeline:
             self._concept_maps.apply_record(record)  # the Medications and reports the follow-ups brought
             fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)
             fields["sources"] = record.sources
-            call = HookCall(request, context, record, self._clock(), self._config, caller.profile, trigger)
+            call = HookCall(
+                request, context, record, self._clock(), self._config, caller.profile, trigger, self._settings.base_url
+            )
             result = service.handler(call)
             decision, gaps = result.decision, result.data_gaps
             topics = [c.source.topic.code for c in result.cards if c.source.topic]

@@ -23,6 +23,7 @@ class HookCall:
     config: RuleConfig
     profile: str = "hl7"  # the EHR dialect the answer will be shaped for (profiles/)
     trigger: str | None = None  # Epic's native trigger action, when Epic sent one (patient-view)
+    base_url: str | None = None  # the service's public base URL: cards link to the pathway view under it
 
 
 @dataclass

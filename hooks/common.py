@@ -30,6 +30,10 @@ def evaluate(call: HookCall, extra_medications: list[dict[str, Any]] | None = No
     )
     assessment = assess(facts, today=today, config=call.config)
     ctx = CardContext(
-        patient_id=call.context.patientId, encounter_id=call.context.encounterId, now=call.now, facts=facts
+        patient_id=call.context.patientId,
+        encounter_id=call.context.encounterId,
+        now=call.now,
+        facts=facts,
+        base_url=call.base_url,
     )
     return Evaluation(facts, assessment, ctx)

@@ -47,10 +47,10 @@ def order_check_cards(call: HookCall, drafts: list[dict[str, Any]], all_drafts: 
             keyed.append((("pregnancy", ref), cards.pregnancy_anticoagulant_card(ref, agent, assessment, ctx)))
         problem = orders.duration_problem(draft, assessment)
         if problem:
-            keyed.append((("duration", ref), cards.duration_card(ref, agent, problem, assessment)))
+            keyed.append((("duration", ref), cards.duration_card(ref, agent, problem, assessment, ctx)))
         cautions = orders.cautions(draft, facts, everything.anticoagulants)
         if cautions:
-            keyed.append((("caution", ref), cards.caution_card(ref, agent, cautions, assessment)))
+            keyed.append((("caution", ref), cards.caution_card(ref, agent, cautions, assessment, ctx)))
         if orders.serial_imaging_alternative(draft, assessment):
             # One alternative, however many anticoagulants are drafted.
             keyed.append((("serial-alternative", ""), cards.serial_alternative_card(ref, agent, assessment, ctx)))
@@ -60,7 +60,7 @@ def order_check_cards(call: HookCall, drafts: list[dict[str, Any]], all_drafts: 
             card = cards.limited_ultrasound_card(ultrasound.reference, ultrasound.legs, reason, assessment, ctx)
             keyed.append((("limited", ultrasound.reference), card))
     for unread in found.not_checked:
-        keyed.append((("not-checked", unread.reference), cards.draft_not_checked_card(unread, assessment)))
+        keyed.append((("not-checked", unread.reference), cards.draft_not_checked_card(unread, assessment, ctx)))
     return _once_each(keyed), facts
 
 

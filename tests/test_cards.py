@@ -1,8 +1,10 @@
-"""Cards: real R4 orders in suggestions, summaries under 140 characters, escaped resource text, the why."""
+"""Cards: real R4 orders in suggestions, summaries under 140 characters, escaped resource text, the why in a few
+lines (the deciding factors with their evidence and date), and the link to the pathway view for the rest."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,7 +12,8 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service import cards
-from cds_service.cards import CardContext, fit, md
+from cds_service.cards import DETAIL_MAX, CardContext, fit, md
+from cds_service.cards.markdown import day
 from cds_service.clinical.topics import Topic
 from tests.builders import LEFT as LEFT_SIDE
 from tests.builders import (
@@ -28,6 +31,7 @@ from tests.builders import (
     duplex,
     encounter,
     facts_of,
+    medication_request,
     muscular_dvt,
     observation,
     patient,
@@ -38,10 +42,14 @@ from tests.builders import (
 MODELS = {"MedicationRequest": MedicationRequest, "ServiceRequest": ServiceRequest}
 
 
-def build(resources: list[dict], **kwargs):
+RESOURCE_ID = re.compile(r"\b[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9\-.]+")
+BASE_URL = "https://cds.hospital.example"
+
+
+def build(resources: list[dict], base_url: str | None = None, **kwargs):
     facts = facts_of(resources, **kwargs)
     assessment = assess_of(resources, **kwargs)
-    ctx = CardContext(patient_id="pat-1", encounter_id="enc-1", now=NOW, facts=facts)
+    ctx = CardContext(patient_id="pat-1", encounter_id="enc-1", now=NOW, facts=facts, base_url=base_url)
     topic = assessment.recommendation
     if topic in (Topic.ANTICOAGULATE, Topic.SERIAL_IMAGING, Topic.SHARED_DECISION):
         return cards.recommendation_card(assessment, ctx), assessment
@@ -87,8 +95,11 @@ def test_every_card_is_well_formed(name: str) -> None:
     assert body["source"]["topic"]["system"] == "urn:distal-dvt-cds:card-topic"
     assert body["source"]["label"]
     assert body["source"]["url"].startswith("https://")
-    assert "Condition/" in body["detail"]
-    assert "**Sources**" in body["detail"]
+    detail = body["detail"]
+    assert len(detail) <= DETAIL_MAX
+    assert "**Evidence:**" in detail
+    assert not RESOURCE_ID.search(detail)  # resources are named by what they are and their date
+    assert not any(line.startswith("|") for line in detail.splitlines())
     if card.suggestions:
         assert body["selectionBehavior"] == "at-most-one"
         assert sum(bool(s.get("isRecommended")) for s in body["suggestions"]) == 1
@@ -148,18 +159,46 @@ def test_pregnancy_order_is_weight_based_enoxaparin() -> None:
 
 def test_detail_names_factors_with_source_and_date() -> None:
     card, _ = build(SITUATIONS["anticoagulate"])
-    assert "| positive D-dimer" in card.detail
-    assert "Observation/" in card.detail
-    assert (TODAY - timedelta(days=2)).isoformat() in card.detail
-    assert "**Bleeding risk:**" in card.detail
+    drawn = day(TODAY - timedelta(days=2), TODAY)  # "14 Mar": the date as a clinician reads it
+    assert f"- Positive D-dimer: 900 ng/mL (≥ 500 ng/mL FEU), {drawn}" in card.detail.splitlines()
+    assert f"acute DVT of the left peroneal vein (diagnosis {drawn})" in card.detail
+    assert "Observation/" not in card.detail
+    assert "Condition/" not in card.detail
+    assert card.detail.startswith("**Anticoagulate:**")
 
 
-def test_detail_labels_each_factor_chest_or_seed_only() -> None:
+def test_detail_has_at_most_five_factor_bullets_and_names_the_rest() -> None:
+    many = [
+        distal_dvt(severity="24484000"),
+        ddimer(900, days=2),
+        condition("C18.9", onset=100),
+        condition("Z86.718", onset=None),
+        duplex(
+            [PERONEAL, ("4258007", "Posterior tibial vein")],
+            side=LEFT_SIDE,
+            length=(8, "cm"),
+            diameter=(9, "mm"),
+            distance_cm=2,
+            days=2,
+        ),
+    ]
+    card, assessment = build(many)
+    bullets = [line for line in card.detail.splitlines() if line.startswith("- ")]
+    assert len(assessment.for_anticoagulation) >= 6
+    assert len(bullets) <= 5
+    [others] = [b for b in bullets if b.startswith("- Also: ")]  # by name; each with its source in the pathway view
+    named = sum(1 for f in assessment.for_anticoagulation if md(f.label.split(" (")[0]) in others)
+    assert named + sum(1 for b in bullets if not b.startswith("- Also: ")) >= len(assessment.for_anticoagulation)
+
+
+def test_seed_only_factors_count_without_project_jargon() -> None:
     stay = encounter("IMP", start=50, end=40)  # a recent hospitalization: a seed-only factor
-    card, _ = build([distal_dvt(), ddimer(900, days=2), stay])
-    rows = {line.split("|")[1].split(":")[0].strip(): line for line in card.detail.splitlines() if line[:2] == "| "}
-    assert "| CHEST |" in rows["positive D-dimer"]
-    assert "| seed only |" in rows["recent hospitalization"]
+    card, assessment = build([distal_dvt(), ddimer(900, days=2), stay])
+    seed_only = next(f for f in assessment.for_anticoagulation if f.code == "recent-hospitalization")
+    assert not seed_only.chest  # the decision knows where each factor comes from (the pathway view says it)
+    assert any(line.startswith("- Recent hospitalization: within 90 days") for line in card.detail.splitlines())
+    assert "seed" not in card.detail.lower()
+    assert "Listed by" not in card.detail
 
 
 def test_location_unknown_card_asks_for_the_vein_or_a_whole_leg_duplex() -> None:
@@ -171,7 +210,8 @@ def test_location_unknown_card_asks_for_the_vein_or_a_whole_leg_duplex() -> None
 
 def test_pregnancy_cards_cite_blood_2020() -> None:
     card, _ = build(SITUATIONS["pregnant"])
-    assert "Blood 2020;136(19):2133" in card.detail
+    [evidence] = [line for line in card.detail.splitlines() if line.startswith("**Evidence:**")]
+    assert "Blood 2020;136:2133" in evidence
 
 
 @pytest.mark.parametrize("name", SITUATIONS)
@@ -183,9 +223,12 @@ def test_every_figure_is_attributed_never_stated_as_a_recommendation(name: str) 
 
 
 def test_resource_text_cannot_inject_markup() -> None:
-    hostile = condition(text="DVT left peroneal vein <script>alert(1)</script> [click](javascript:alert(1)) | **x**")
-    card, _ = build([hostile, provoked_by_surgery()])
-    assert "alert(1)" in card.detail  # the text is shown ...
+    order = medication_request("0", "x", per_day=None)
+    del order["medicationCodeableConcept"]
+    hostile = "<script>alert(1)</script> [click](javascript:alert(1)) | **x**"
+    order["medicationReference"] = {"reference": "Medication/not-sent", "display": hostile}
+    card, _ = build([distal_dvt(), provoked_by_surgery(), order])
+    assert "alert(1)" in card.detail  # the text is shown (the drug that could not be read) ...
     assert "<script>" not in card.detail
     assert "[click](javascript" not in card.detail
     assert "\\<script\\>" in card.detail  # ... but inert
@@ -221,8 +264,43 @@ def test_long_factor_lists_keep_the_summary_short() -> None:
 
 def test_card_states_what_could_not_be_evaluated() -> None:
     card, _ = build([distal_dvt(), provoked_by_surgery()], gaps=(("medications", "MedicationRequest"),))
-    assert "**Could not be evaluated:**" in card.detail
-    assert "Current anticoagulation could not be checked" in card.detail
+    assert card.summary.startswith("Current anticoagulation could not be checked: ")
+    assert card.detail.startswith("**Current anticoagulation could not be checked** (medication data unavailable).")
+    [line] = [line for line in card.detail.splitlines() if line.startswith("**Could not be evaluated:**")]
+    assert line == "**Could not be evaluated:** creatinine (renal function); platelets; haemoglobin."
+    card, _ = build([distal_dvt(), provoked_by_surgery()], gaps=(("labs", "Observation"),))
+    assert "**Could not be evaluated:** results (labs, D-dimer, ultrasound) (not available)" in card.detail
+
+
+def test_what_is_missing_is_said_once() -> None:
+    card, _ = build(SITUATIONS["serial"])
+    detail = card.detail.lower()
+    for said in ("platelets", "haemoglobin", "creatinine", "d-dimer within 14 days"):
+        assert detail.count(said) == 1, said
+    [line] = [line for line in card.detail.splitlines() if line.startswith("**Could change this:**")]
+    assert "no D-dimer within 14 days of diagnosis" in line
+
+
+@pytest.mark.parametrize("name", SITUATIONS)
+def test_recommendation_extension_and_surveillance_cards_link_to_the_pathway_view(name: str) -> None:
+    card, _ = build(SITUATIONS[name], base_url=BASE_URL + "/")
+    topic = card.source.topic.code if card.source.topic else ""
+    if topic in {t.value for t in cards.PATHWAY_TOPICS}:
+        assert card.to_json()["links"] == [
+            {"label": "Open the DVT pathway view", "url": f"{BASE_URL}/smart/launch", "type": "smart"}
+        ]
+    else:  # proximal DVT, veins not documented: nothing more to explain than the card says
+        assert card.links is None
+    without, _ = build(SITUATIONS[name])
+    assert without.links is None  # no public base URL, no link
+
+
+def test_why_an_option_is_favoured_is_decided_by_the_clinical_core() -> None:
+    card, assessment = build(SITUATIONS["shared"])
+    assert assessment.favoured_reason == "no high bleeding risk and no stated preference against anticoagulation"
+    assert assessment.grade == "CHEST 2016 Grade 2C; CHEST 2021 weak, low-certainty (values and preferences decide)"
+    assert f"Why anticoagulation: {assessment.favoured_reason}." in card.detail
+    assert f"**Evidence:** {assessment.grade}" in card.detail
 
 
 def test_card_json_has_no_empty_members() -> None:

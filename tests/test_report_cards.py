@@ -3,12 +3,23 @@ anticoagulation that could not be checked — through the HTTP API."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask.testing import FlaskClient
 
 from cds_service.cards import SUMMARY_MAX, fit
+from cds_service.cards.markdown import day as in_words
 from hooks import templates
 from hooks.templates import search_token, with_local_codes
-from tests.builders import day, distal_dvt, hook_request, medication_request, narrative_report, provoked_by_surgery
+from tests.builders import (
+    TODAY,
+    day,
+    distal_dvt,
+    hook_request,
+    medication_request,
+    narrative_report,
+    provoked_by_surgery,
+)
 
 
 def report(text: str, *, days: int = 1, html: bool = False) -> dict:
@@ -31,8 +42,9 @@ def test_a_dvt_known_only_from_a_report_says_so_and_quotes_the_report(client: Fl
     sentence = "Acute occlusive thrombus in the left peroneal veins, 6.2 cm in length."
     [card] = patient_view(client, [report(sentence, html=True), provoked_by_surgery()])
     assert card["source"]["topic"]["code"] == "distal-dvt-anticoagulate"
-    assert f"From the ultrasound report of {day(1)} (not on the problem list)." in card["detail"]
-    assert f'report text: "{sentence}"' in card["detail"]
+    study = in_words(date.fromisoformat(day(1)), TODAY)
+    origin = f'From the ultrasound report of {study} (not on the problem list), report text: "{sentence}".'
+    assert origin in card["detail"]
 
 
 def test_a_coded_dvt_is_not_said_to_be_off_the_problem_list(client: FlaskClient) -> None:
@@ -68,7 +80,10 @@ def test_an_order_whose_drug_cannot_be_read_leads_the_summary(client: FlaskClien
     [card] = patient_view(client, [distal_dvt(), order, report("Thrombus in the left peroneal vein, 6 cm long.")])
     assert card["summary"].startswith("Current anticoagulation could not be checked: ")
     assert len(card["summary"]) < 140
-    assert "anticoagulant status unknown for medication 4471" in card["detail"]
+    assert card["detail"].startswith(
+        "**Current anticoagulation could not be checked**: the drug of medication 4471 could not be read. Check the "
+        "medication list before ordering."
+    )
 
 
 def test_summaries_are_cut_at_a_word_boundary() -> None:

@@ -77,7 +77,8 @@ class Assessment:
     caveats: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     citations: list[Citation] = field(default_factory=list)
-    grade: str = ""
+    grade: str = ""  # the evidence grade of the recommendation, as cards and the pathway view show it
+    favoured_reason: str = ""  # why the recommended option was favoured, in words (cards never re-derive it)
 
     @property
     def decision_code(self) -> str:
@@ -118,6 +119,7 @@ def assess(facts: ClinicalFacts, *, today: date, config: RuleConfig) -> Assessme
         if not anticoagulated:
             result.recommendation, result.recommended = Topic.EXTENSION, Option.ANTICOAGULATION
             result.offer_serial_imaging, result.grade = False, "CHEST 2016 Grade 1B; CHEST 2021 strong"
+            result.favoured_reason = f"extension into the proximal veins ({extension.detail})"
         return _complete(result, facts, config)
     if proximal:
         result = Assessment(
@@ -128,6 +130,7 @@ def assess(facts: ClinicalFacts, *, today: date, config: RuleConfig) -> Assessme
         if not anticoagulated:
             result.recommendation, result.recommended = Topic.PROXIMAL_DVT, Option.ANTICOAGULATION
             result.offer_serial_imaging, result.grade = False, "CHEST 2016 Grade 1B"
+            result.favoured_reason = "a proximal DVT is treated with anticoagulation; serial imaging is not an option"
         return _complete(result, facts, config)
     if baseline is None:
         unknown = thromboses[0]
@@ -151,6 +154,7 @@ def assess(facts: ClinicalFacts, *, today: date, config: RuleConfig) -> Assessme
         result.situation = Situation.EXTENSION_DISTAL
         result.recommendation, result.recommended = Topic.EXTENSION, Option.ANTICOAGULATION
         result.grade = "CHEST 2016 Grade 2C; CHEST 2021 weak"
+        result.favoured_reason = f"extension within the calf ({extension.detail})"
         return _complete(result, facts, config)
     if facts.planned_imaging:
         result.situation = Situation.DISTAL_SURVEILLANCE
@@ -173,18 +177,26 @@ def decide(result: Assessment, facts: ClinicalFacts) -> None:
     result.grade = "CHEST 2016 Grade 2C; CHEST 2021 weak, low-certainty"
     if not a:
         result.recommendation, result.recommended = Topic.SERIAL_IMAGING, Option.SERIAL_IMAGING
+        result.favoured_reason = "no factor favouring anticoagulation was found in the record"
     elif not s:
         result.recommendation, result.recommended = Topic.ANTICOAGULATE, Option.ANTICOAGULATION
+        result.favoured_reason = "factors favour anticoagulation and none favours serial imaging"
     else:
         result.recommendation = Topic.SHARED_DECISION
         result.grade += " (values and preferences decide)"
         if facts.active_cancer.present and not contraindicated:
             result.recommended = Option.ANTICOAGULATION  # NCCN: anticoagulate unless absolutely contraindicated
             result.citations.append(evidence.NCCN_CAT)
+            result.favoured_reason = "active cancer (NCCN: anticoagulate unless absolutely contraindicated)"
         elif high_bleeding or facts.prefers_no_anticoagulation.present:
             result.recommended = Option.SERIAL_IMAGING
+            result.favoured_reason = (
+                ", ".join(f.label for f in s if f.code in ("high-bleeding-risk", "patient-preference"))
+                or "the factors favouring serial imaging"
+            )
         else:
             result.recommended = Option.ANTICOAGULATION
+            result.favoured_reason = "no high bleeding risk and no stated preference against anticoagulation"
     if contraindicated:
         result.caveats.append(
             "Active bleeding or platelets < 50 × 10⁹/L: an absolute contraindication to anticoagulation."
@@ -192,6 +204,7 @@ def decide(result: Assessment, facts: ClinicalFacts) -> None:
     if any(f.code == "pulmonary-embolism" for f in a):
         result.recommendation, result.recommended = Topic.ANTICOAGULATE, Option.ANTICOAGULATION
         result.offer_serial_imaging = False
+        result.favoured_reason = "acute pulmonary embolism"
         result.caveats.append(
             "Acute pulmonary embolism: anticoagulation is indicated; serial imaging is not an option."
         )

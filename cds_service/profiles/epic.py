@@ -9,6 +9,9 @@
 * RxNorm codes are sent under their OID, ``urn:oid:2.16.840.1.113883.6.88``.
 * Epic shows ``action.description`` and takes order details from its own records: the description carries the
   whole order in words (dose, schedule, duration, scan dates), as every action of this service already does.
+* SMART links show only when the app's launch URL is registered with Epic ("SMART app URLs not pre-registered
+  won't appear"): the pathway view's link (``type`` smart, ``/smart/launch``) is sent as the specification writes
+  it; the analyst registers the launch URL (docs/integration/epic.md).
 """
 
 from __future__ import annotations

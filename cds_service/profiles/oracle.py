@@ -2,7 +2,11 @@
 
 Cards show in a narrow side panel (about an eighth of the screen) and critical cards as pop-ups:
 
-* no tables in the detail — each table row becomes a bullet;
+* no tables in the detail — the service's cards carry none (KNOWLEDGE.md §7); should one ever arrive, each table row
+  becomes a bullet;
+* links: Oracle Health removes any link not in the registration's allowed links and does not support
+  ``appContext`` — the pathway view's SMART link (``/smart/launch``) is sent without it, and must be registered as
+  a SMART launch URL (docs/integration/oracle-health.md);
 * ``critical`` only where a delay harms: extension into the proximal veins, an untreated proximal DVT, warfarin or a
   DOAC drafted in pregnancy, no follow-up arranged at discharge; any other critical card is a warning.
 
@@ -55,4 +59,6 @@ class OracleProfile(Profile):
         topic = card.source.topic.code if card.source.topic else ""
         if card.indicator == "critical" and topic not in CRITICAL_ALLOWED:
             update["indicator"] = "warning"
+        if card.links and any(link.appContext for link in card.links):
+            update["links"] = [link.model_copy(update={"appContext": None}) for link in card.links]
         return card.model_copy(update=update) if update else card

@@ -37,7 +37,8 @@ def test_an_unreadable_dvt_diagnosis_is_said_not_silenced(client: FlaskClient) -
     assert card["source"]["topic"]["code"] == "dvt-location-unknown"
     assert card["indicator"] == "info"
     assert card["summary"].startswith("A DVT diagnosis could not be read (not valid FHIR R4)")
-    assert "Condition/dstu2-dvt: not valid FHIR R4" in card["detail"]
+    assert "the record holds a DVT diagnosis this service could not read (not valid FHIR R4" in card["detail"]
+    assert "Condition/" not in card["detail"]  # said in words, never by resource id
     assert "suggestions" not in card  # no order built on a record the service could not read
 
 

@@ -1,5 +1,5 @@
 """Each EHR profile's constraints hold on every card of every fixture scenario, and the clinical answer is the same
-whatever the profile (docs/integration/)."""
+whatever the profile (docs/integration/). Card lengths and wording limits: tests/test_card_limits.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 
 from cds_service.app import create_app
+from cds_service.cards import PATHWAY_LABEL, PATHWAY_TOPICS
 from cds_service.clinical.topics import Topic
 from cds_service.profiles.epic import RXNORM, RXNORM_OID, EpicProfile
 from cds_service.profiles.oracle import CRITICAL_ALLOWED
@@ -59,6 +60,16 @@ def _check_every_card(profile: str, card: dict[str, Any]) -> None:
     standard = EpicProfile().topic_from_code(topic) if profile == "epic" else topic
     assert standard in TOPICS, topic
     assert len(card["summary"]) < 140
+    assert not any(line.lstrip().startswith("|") for line in (card.get("detail") or "").splitlines())
+    links = card.get("links") or []
+    if standard in PATHWAY_TOPICS:  # the pathway view, as a SMART app launch, in every profile
+        [link] = links
+        assert (link["label"], link["type"]) == (PATHWAY_LABEL, "smart")
+        assert link["url"].startswith("http")
+        assert link["url"].endswith("/smart/launch")
+        assert "appContext" not in link  # Oracle Health does not support it; none is needed
+    else:
+        assert not links
     reasons = card.get("overrideReasons") or []
     assert {(r["system"], r["code"]) for r in reasons} == {(OVERRIDE_REASON_SYSTEM, c) for c in OVERRIDE_REASONS}
     assert all(r["display"] for r in reasons)

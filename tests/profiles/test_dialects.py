@@ -12,7 +12,7 @@ from flask import Flask
 from cds_service.profiles import OrderCatalog, ShapeContext, profile
 from cds_service.profiles.epic import camel
 from cds_service.profiles.oracle import tables_to_bullets
-from cds_service.protocol import Action, Card, Coding, Source, Suggestion
+from cds_service.protocol import Action, Card, Coding, Link, Source, Suggestion
 from tests.builders import (
     PATIENT_ID,
     apixaban,
@@ -345,3 +345,25 @@ def test_epic_topic_codes_are_alphanumeric_and_map_back() -> None:
     assert camel("distal-dvt-anticoagulate") == "DistalDvtAnticoagulate"
     assert profile("epic").topic_from_code("DistalDvtAnticoagulate") == "distal-dvt-anticoagulate"
     assert profile("hl7").topic_code("proximal-dvt") == "proximal-dvt"
+
+
+def test_the_pathway_link_is_kept_by_every_profile_and_oracle_sends_no_app_context() -> None:
+    link = Link(label="Open the DVT pathway view", url="https://cds.example/smart/launch", type="smart")
+    card = _card(topic="distal-dvt-anticoagulate").model_copy(update={"links": [link]})
+    for name in ("hl7", "epic", "oracle"):
+        [shaped] = profile(name).shape([card], ShapeContext("patient-view", OrderCatalog()))
+        assert shaped.links == [link]
+    with_context = card.model_copy(update={"links": [link.model_copy(update={"appContext": "episode=1"})]})
+    [epic] = profile("epic").shape([with_context], ShapeContext("patient-view", OrderCatalog()))
+    [oracle] = profile("oracle").shape([with_context], ShapeContext("patient-view", OrderCatalog()))
+    assert epic.links[0].appContext == "episode=1"  # type: ignore[index]
+    assert oracle.links == [link]  # "appContext is not currently supported"
+
+
+def test_cards_through_http_link_to_the_pathway_view_under_the_public_base_url(make_app) -> None:
+    app = make_app(public_base_url="https://cds.hospital.example/")
+    body = post(app, "patient-view", hook_request("patient-view", [distal_dvt(), ddimer(900, days=2)]))
+    [card] = body["cards"]
+    assert card["links"] == [
+        {"label": "Open the DVT pathway view", "url": "https://cds.hospital.example/smart/launch", "type": "smart"}
+    ]

@@ -108,8 +108,8 @@ def test_missing_optional_data_for_a_dvt_is_said_in_the_card(client: FlaskClient
     response = client.post(PV, json=hook_request("patient-view", prefetch=prefetch))
     assert response.status_code == 200
     [card] = response.get_json()["cards"]
-    assert "MedicationRequest data not available" in card["detail"]
-    assert "Current anticoagulation could not be checked" in card["detail"]
+    assert card["detail"].startswith("**Current anticoagulation could not be checked** (medication data unavailable)")
+    assert card["summary"].startswith("Current anticoagulation could not be checked")
 
 
 def test_a_chunked_body_over_the_limit_is_413_not_400(client: FlaskClient) -> None:

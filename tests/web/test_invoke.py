@@ -49,10 +49,10 @@ def test_distal_dvt_gets_a_real_recommendation_card(client: FlaskClient) -> None
     assert card["source"]["topic"]["code"] in ("distal-dvt-anticoagulate", "distal-dvt-shared-decision")
     assert len(card["summary"]) < 140
     assert card["indicator"] == "warning"
-    assert "positive D-dimer" in card["detail"]
-    assert "Observation/" in card["detail"]
-    assert "Condition/" in card["detail"]
-    assert "Chest 2016;149" in card["detail"]
+    assert "- Positive D-dimer: 1200 ng/mL" in card["detail"]  # the deciding factor, its evidence and date
+    assert "Observation/" not in card["detail"]  # resources by what they are, never by id
+    assert "**Evidence:** CHEST 2016 Grade 2C" in card["detail"]
+    assert card["links"][0]["type"] == "smart"  # the full explanation and the references: the pathway view
     assert card["selectionBehavior"] == "at-most-one"
     assert sum(1 for s in card["suggestions"] if s.get("isRecommended")) == 1
 
@@ -81,8 +81,8 @@ def test_cards_differ_with_the_facts(client: FlaskClient) -> None:
     assert without["source"]["topic"]["code"] != with_ddimer["source"]["topic"]["code"] or (
         without["detail"] != with_ddimer["detail"]
     )
-    assert "positive D-dimer" in with_ddimer["detail"]
-    assert "positive D-dimer" not in without["detail"]
+    assert "Positive D-dimer" in with_ddimer["detail"]
+    assert "Positive D-dimer" not in without["detail"]
 
 
 def test_hook_must_match_the_service(client: FlaskClient) -> None:

@@ -17,7 +17,7 @@ from cds_service.clinical.assessment import Assessment, Situation
 from cds_service.clinical.bleeding import BleedingRisk
 from cds_service.clinical.ddimer import interpret, is_ddimer
 from cds_service.clinical.evidence import Citation
-from cds_service.clinical.factors import Factor, Option, words
+from cds_service.clinical.factors import Factor, Option, same_leg, words
 from cds_service.clinical.fhirdata import observation_date, parse_date
 from cds_service.clinical.model import (
     ClinicalFacts,
@@ -245,7 +245,15 @@ def diagram(facts: ClinicalFacts, assessment: Assessment, wording: SourceWording
             named = [t for v, t in pairs if v.name == vein.name]
             covering = [t for v, t in pairs if v.name != vein.name and v.covers(vein)]
             first = min((t.onset for t in named if t.onset is not None), default=None)
-            later = baseline is not None and first is not None and first > baseline
+            # Drawn as an extension only where the core found one: a later vein of the same leg as the episode.
+            later = (
+                extension is not None
+                and assessment.episode is not None
+                and baseline is not None
+                and first is not None
+                and first > baseline
+                and same_leg(Side(side), assessment.episode.side)
+            )
             sources = list(dict.fromkeys(t.source_for("veins") for t in named + covering))
             marks.append(
                 Mark(

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from cds_service import metrics
 from cds_service.admission import arrival
+from cds_service.egress import Egress
 from cds_service.errors import (
     BadRequest,
     CdsError,
@@ -67,6 +68,7 @@ def create_app(
         max_entries=settings.max_bundle_entries,
         max_parallel=settings.fhir_max_parallel,
         call_max_bytes=settings.fhir_call_max_bytes,
+        egress=Egress.from_settings(settings),
     )
     authenticator = ClientAuthenticator(settings, store, jwks_cache) if settings.auth == "jwt" else None
     concept_maps = SiteConceptMaps.load(settings.concept_maps)

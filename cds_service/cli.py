@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cds_service.logs import configure_logging, log_fields
-from cds_service.settings import Settings
+from cds_service.settings import Settings, SettingsFileError
 
 log = logging.getLogger("cds_service.cli")
 
@@ -30,6 +30,9 @@ def _settings(**overrides: object) -> Settings:
         for item in error.errors(include_input=False, include_url=False):
             where = ".".join(str(p) for p in item["loc"]) or "settings"
             print(f"dvt-cds: invalid setting DVT_CDS_{where.upper()}: {item['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SettingsFileError as error:
+        print(f"dvt-cds: invalid setting {error.variable}: {error.problem}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -212,7 +215,7 @@ def _default_url() -> str:
     """The local service: DVT_CDS_HOST/DVT_CDS_PORT when set and valid, else the make-run default."""
     try:
         settings = Settings()
-    except ValidationError:
+    except (ValidationError, SettingsFileError):
         return "http://127.0.0.1:8080"
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104 - comparing, not binding
     return f"http://{host}:{settings.port}"

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from cds_service.front.config import listen_address
 from cds_service.settings import Settings
 
 _settings = Settings()
 
-bind = f"{_settings.host}:{_settings.port}"
+bind = [listen_address(_settings.host, _settings.port)]
+if _settings.metrics_port:
+    # Facing clients itself (DVT_CDS_FRONT=none): /metrics gets its own listener (wsgi.py keeps the two apart).
+    # Behind the front, serve --production binds a unix socket instead and nginx keeps them apart.
+    bind.append(listen_address(_settings.host, _settings.metrics_port))
 workers = _settings.workers
 worker_class = "gthread"  # threads overlap the FHIR round trips of the fetch path
 threads = _settings.threads
@@ -25,14 +31,24 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Check the site files and create the store's schema once, in the master, before any worker starts."""
+    """Check the site files and create the store's schema once, in the master, before any worker starts; start the
+    metrics from zero (values of a previous run's workers would be added to this run's)."""
     from cds_service.fhir.conceptmaps import SiteConceptMaps
     from cds_service.profiles import OrderCatalog
     from cds_service.store import Store
 
     SiteConceptMaps.load(_settings.concept_maps)  # a bad file stops gunicorn here, with the file and the error
     OrderCatalog.load(_settings.order_catalog)
+    if _settings.metrics_dir:
+        _clear_metrics_dir(Path(_settings.metrics_dir))
     Store.from_settings(_settings).close()
+
+
+def _clear_metrics_dir(directory: Path) -> None:
+    """Only prometheus_client's value files (``*.db``), and without importing it: imported here, in the master,
+    before wsgi.py names the directory, the workers would inherit its single-process mode."""
+    for path in directory.glob("*.db"):
+        path.unlink(missing_ok=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

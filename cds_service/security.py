@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 
+from cds_service.egress import DIRECT, Egress
 from cds_service.errors import ServiceUnavailable, Unauthorized
 from cds_service.settings import Settings, TrustedIssuer, is_loopback_host
 from cds_service.store import Store
@@ -93,7 +94,7 @@ class JwksCache:
     """Public keys per JWKS URL: fetched with a timeout, cached, refetched on an unknown kid at most once
     per ``min_refetch_s`` (key rotation without letting a stream of bogus kids hammer the issuer)."""
 
-    def __init__(self, *, timeout_s: float, min_refetch_s: float, allow_http_loopback: bool):
+    def __init__(self, *, timeout_s: float, min_refetch_s: float, allow_http_loopback: bool, egress: Egress = DIRECT):
         self._timeout_s = timeout_s
         self._min_refetch_s = min_refetch_s
         self._allow_http_loopback = allow_http_loopback
@@ -101,8 +102,7 @@ class JwksCache:
         self._fetched_at: dict[str, float] = {}
         self._lists: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
-        self._session = requests.Session()
-        self._session.trust_env = False
+        self._session = egress.session()  # nothing from the environment; DVT_CDS_HTTPS_PROXY when set
 
     def key(self, url: str, kid: str) -> dict[str, Any] | None:
         with self._lock:
@@ -284,6 +284,7 @@ class ClientAuthenticator:
             timeout_s=settings.jwks_timeout_s,
             min_refetch_s=settings.jwks_min_refetch_s,
             allow_http_loopback=is_loopback_host(settings.host),
+            egress=Egress.from_settings(settings),
         )
 
     def authenticate(self, authorization: str | None, path: str) -> CallerIdentity:

@@ -1,8 +1,10 @@
 """Every tunable of the service, read once from the environment (prefix ``DVT_CDS_``).
 
 Nothing else in the code base reads ``os.environ``: a setting is added here, documented in the README table,
-and passed down. Clinical thresholds that are settings (windows in days) are also named in
-``clinical/thresholds.py`` with their citation; the values here only override those defaults.
+and passed down. Any setting may instead be given as ``DVT_CDS_<NAME>_FILE``, the path of a file holding the value
+(secrets mounted as files, the convention of the official PostgreSQL image). Clinical thresholds that are settings
+(windows in days) are also named in ``clinical/thresholds.py`` with their citation; the values here only override
+those defaults.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cds_service.clinical import thresholds
 
@@ -63,8 +66,53 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+class SettingsFileError(ValueError):
+    """A ``DVT_CDS_*_FILE`` variable that cannot be used; ``variable`` names it for the one-line refusal."""
+
+    def __init__(self, variable: str, problem: str):
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class _FileVariables(PydanticBaseSettingsSource):
+    """``DVT_CDS_<NAME>_FILE``: the file's content is the value of ``DVT_CDS_<NAME>``. Trailing line breaks are
+    dropped (an editor's or ``echo``'s newline is not part of a password), nothing else is."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {name.upper(): value for name, value in os.environ.items()}
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"DVT_CDS_{name.upper()}"
+            path = environ.get(f"{variable}_FILE")
+            if path is None:
+                continue
+            if variable in environ:
+                raise SettingsFileError(f"{variable}_FILE", f"{variable} is set too; give one of them")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not UTF-8 text"
+                raise SettingsFileError(f"{variable}_FILE", f"cannot read {path}: {reason}") from None
+        return values
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DVT_CDS_", extra="ignore", validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _FileVariables(settings_cls), dotenv_settings, file_secret_settings
 
     # --- serving -------------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -73,6 +121,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=64)
     threads: int = Field(default=4, ge=1, le=64)
     metrics_dir: str | None = None
+    # /metrics on its own port, so the public port does not expose it (the front answers 404 there); empty: on the
+    # public port, as under the development server.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # What stands between clients and gunicorn under `serve --production` (cds_service/front/): nginx buffers whole
     # requests so a slow or silent client costs a connection, not one of gunicorn's threads; "none" only when the
@@ -97,6 +148,12 @@ class Settings(BaseSettings):
     # --- the calling EHR's dialect and the site's order catalog --------------------------------------------------
     ehr_profile: EhrProfile = "hl7"  # hl7 (the specification as written), epic, oracle; per issuer too
     order_catalog: str | None = None  # a JSON file mapping the service's order keys to the site's own codes
+
+    # --- outbound HTTP (FHIR servers, JWKS, SMART) ----------------------------------------------------------------
+    # Many hospitals force egress through a proxy: https requests go through it (CONNECT), except to loopback and to
+    # the hosts of no_proxy. It may carry credentials, hence secret. Nothing is taken from HTTPS_PROXY itself.
+    https_proxy: SecretStr | None = None
+    no_proxy: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- the EHR's FHIR server -----------------------------------------------------------------------------------
     fhir_server_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -146,7 +203,9 @@ class Settings(BaseSettings):
     # Origins that may show the view in a frame (the EHR's); empty: none (CSP frame-ancestors 'none').
     smart_frame_ancestors: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("smart_client_id", "smart_scopes", "smart_session_key", mode="before")
+    @field_validator(
+        "smart_client_id", "smart_scopes", "smart_session_key", "https_proxy", "metrics_port", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -160,10 +219,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"DVT_CDS_SMART_FRAME_ANCESTORS: {origin[:80]!r} is not an origin (scheme://host[:port])")
         return value
 
-    @field_validator("fhir_server_allowlist", "cors_origins", "concept_maps", "smart_frame_ancestors", mode="before")
+    @field_validator(
+        "fhir_server_allowlist", "cors_origins", "concept_maps", "smart_frame_ancestors", "no_proxy", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("https_proxy")
+    @classmethod
+    def _proxy_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        # Never echo the value: it may hold the proxy's password.
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError("DVT_CDS_HTTPS_PROXY must be a proxy URL: http(s)://[user:password@]host:port")
+        return value
 
     @field_validator("trusted_issuers", mode="before")
     @classmethod
@@ -179,6 +251,12 @@ class Settings(BaseSettings):
             return None
         AnyHttpUrl(value)  # validates scheme and host; we keep the caller's exact string
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _metrics_port_is_another_port(self) -> Settings:
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("DVT_CDS_METRICS_PORT must differ from DVT_CDS_PORT (it keeps /metrics off that port)")
+        return self
 
     @model_validator(mode="after")
     def _auth_off_only_on_loopback(self) -> Settings:
@@ -198,6 +276,7 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """``DVT_CDS_*`` variables that name no setting: a typo must not pass silently (a start-up warning names them)."""
     environ = os.environ if environ is None else environ
     known = {f"DVT_CDS_{name.upper()}" for name in Settings.model_fields}
+    known |= {f"{name}_FILE" for name in known}
     return sorted(name for name in environ if name.upper().startswith("DVT_CDS_") and name.upper() not in known)
 
 

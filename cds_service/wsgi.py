@@ -19,10 +19,13 @@ if settings.metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
 
 from cds_service.app import create_app  # noqa: E402 - after the metrics directory is known
+from cds_service.listeners import MetricsPortSplit  # noqa: E402
 from cds_service.logs import configure_logging  # noqa: E402
 
 configure_logging(settings.log_level)
 application = create_app(settings)
+if settings.metrics_port:
+    application.wsgi_app = MetricsPortSplit(application.wsgi_app, settings.metrics_port)  # type: ignore[method-assign]
 
 # A request allocates millions of small, acyclic JSON containers that reference counting frees; at the default
 # thresholds the cyclic collector runs over them again and again mid-request (measured on the 2,800-resource

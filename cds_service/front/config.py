@@ -52,6 +52,42 @@ def _user_line() -> str:
     return "user nobody;"
 
 
+_NOT_FOUND = (
+    """default_type application/json;
+            return 404 '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","""
+    """"diagnostics":"No such endpoint"}]}';"""
+)
+# nginx matches locations on the normalised path (%-decoded, merged slashes), so no spelling of /metrics gets past.
+_PUBLIC_METRICS = f"""
+        # /metrics is answered on DVT_CDS_METRICS_PORT only (the server at the end), never on the public port.
+        location = /metrics {{
+            {_NOT_FOUND}
+        }}"""
+
+
+def _metrics_server(settings: Settings) -> str:
+    """A second server on DVT_CDS_METRICS_PORT that passes /metrics to gunicorn and nothing else."""
+    if not settings.metrics_port:
+        return ""
+    return f"""
+    # Prometheus scrapes here (DVT_CDS_METRICS_PORT): /metrics only.
+    server {{
+        listen {listen_address(settings.host, settings.metrics_port)};
+
+        location = /metrics {{
+            proxy_pass http://dvt_cds;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 30s;
+        }}
+        location / {{
+            {_NOT_FOUND}
+        }}
+    }}"""
+
+
 def render(settings: Settings, runtime: Path) -> str:
     socket = runtime / "gunicorn.sock"
     values = {
@@ -65,6 +101,8 @@ def render(settings: Settings, runtime: Path) -> str:
         "MAX_BODY_BYTES": str(settings.max_body_bytes),
         "SOCKET": str(socket),
         "LISTEN": listen_address(settings.host, settings.port),
+        "PUBLIC_METRICS": _PUBLIC_METRICS if settings.metrics_port else "",
+        "METRICS_SERVER": _metrics_server(settings),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

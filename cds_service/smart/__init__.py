@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from flask import Flask
 
 from cds_service.clinical.config import RuleConfig
+from cds_service.egress import Egress
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.conceptmaps import SiteConceptMaps
 from cds_service.logs import log_fields
@@ -60,7 +61,7 @@ def register_pathway_view(
         iss_allowed=iss_policy(settings),
         clock=clock or (lambda: datetime.now(UTC)),
     )
-    oauth = SmartClient(timeout_s=settings.smart_timeout_s)
+    oauth = SmartClient(timeout_s=settings.smart_timeout_s, egress=Egress.from_settings(settings))
     reader = RecordReader(
         client, keys, concept_maps, max_entries=settings.max_bundle_entries, timeout_s=settings.smart_timeout_s
     )

@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 import requests
 
+from cds_service.egress import DIRECT, Egress
 from cds_service.security import fhir_server_policy
 from cds_service.settings import Settings
 
@@ -121,13 +122,12 @@ def _endpoint(value: Any, iss: str, name: str) -> str:
 
 
 class SmartClient:
-    """The HTTP side of a launch. Nothing from the environment (no proxies, no .netrc), no redirects followed:
-    a redirect could carry the code or the verifier to another host."""
+    """The HTTP side of a launch. Nothing from the environment (no .netrc; the site's proxy only as ``egress``
+    says), no redirects followed: a redirect could carry the code or the verifier to another host."""
 
-    def __init__(self, *, timeout_s: float):
+    def __init__(self, *, timeout_s: float, egress: Egress = DIRECT):
         self._timeout_s = timeout_s
-        self._http = requests.Session()
-        self._http.trust_env = False
+        self._http = egress.session()
 
     def close(self) -> None:
         self._http.close()

@@ -31,6 +31,7 @@ from cds_service.protocol import CdsResponse, HookRequest
 from cds_service.settings import Settings
 from cds_service.store import IssuedCard, Store
 from hooks import HookCall, HookService
+from hooks.templates import lookbacks
 
 log = logging.getLogger("cds_service.calls")
 _TRIGGER = "com.epic.cdshooks.request.bpa-trigger-action"
@@ -80,13 +81,15 @@ class CallPipeline:
         self._server_allowed = server_allowed
         self.audit = AuditWriter(store)
         self._clock = clock
-        self._resolver = PrefetchResolver(client, server_allowed, max_entries=settings.max_bundle_entries)
         self._config = RuleConfig(
             profile=settings.rule_profile,
             acute_window_days=settings.acute_window_days,
             recent_hospitalization_days=settings.recent_hospitalization_days,
             recent_surgery_days=settings.recent_surgery_days,
             close_to_popliteal_cm=settings.close_to_popliteal_cm,
+        )
+        self._resolver = PrefetchResolver(
+            client, server_allowed, max_entries=settings.max_bundle_entries, lookbacks=lookbacks(self._config)
         )
 
     def invoke(

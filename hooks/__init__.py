@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 
 from cds_service.fhir.conceptmaps import SiteConceptMaps
 from hooks import encounter_discharge, order_select, order_sign, patient_view, templates
@@ -21,12 +22,13 @@ def site_services(concept_maps: SiteConceptMaps) -> tuple[HookService, ...]:
     """The services with the site's mapped local codes added to their code-filtered prefetch queries."""
     if not concept_maps:
         return SERVICES
-    local = {
-        name: concept_maps.local_codes(templates.standard_codes(valuesets))
-        for name, valuesets in templates.CODE_FILTERED.items()
-    }
+
+    @cache
+    def local_for(valuesets: tuple[str, ...]) -> list[str]:
+        return concept_maps.local_codes(templates.standard_codes(valuesets))
+
     return tuple(
-        replace(service, prefetch=tuple(templates.with_local_codes(k, local.get(k.name, [])) for k in service.prefetch))
+        replace(service, prefetch=tuple(templates.with_site_codes(k, local_for) for k in service.prefetch))
         for service in SERVICES
     )
 

@@ -95,10 +95,11 @@ def other_server() -> Iterator[HTTPServer]:
 
 @pytest.fixture(scope="session")
 def medplum() -> Iterator[Any]:
-    """A real FHIR server (Medplum's FHIR router, in memory) for the fetch path; `make test` installs it."""
-    from tests.medplum_server import MedplumServer
+    """A real FHIR server (Medplum's FHIR router, in memory) for the fetch path; `make test` installs it. It pages as
+    Medplum's server does: 20 results a page without `_count`, at most 1000 with it."""
+    from tests.medplum_server import MEDPLUM_MAX_COUNT, MEDPLUM_PAGE_SIZE, MedplumServer
 
-    server = MedplumServer()
+    server = MedplumServer(page_size=MEDPLUM_PAGE_SIZE, max_count=MEDPLUM_MAX_COUNT)
     server.start()
     yield server
     server.stop()

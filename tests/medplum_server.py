@@ -36,6 +36,9 @@ INSTALL_HINT = "npm ci --prefix tests/medplum"
 NODE_FLAGS: tuple[str, ...] = ()
 
 FHIR_JSON = "application/fhir+json"
+# What Medplum's own server does with a search: 20 results a page without `_count`, at most 1000 with it.
+MEDPLUM_PAGE_SIZE = 20
+MEDPLUM_MAX_COUNT = 1000
 
 
 class MedplumServerError(RuntimeError):
@@ -53,12 +56,18 @@ class MedplumServer:
         node_flags: Sequence[str] = NODE_FLAGS,
         verbose: bool = False,
         request_timeout: float = 120.0,
+        page_size: int = 0,
+        max_count: int = 0,
     ) -> None:
+        """``page_size``: results a page of a search without ``_count`` (Medplum's server: 20; 0: all on one page);
+        ``max_count``: the largest page a ``_count`` gets (Medplum's server: 1000; 0: no cap)."""
         self.startup_timeout = startup_timeout
         self.node = node
         self.node_flags = tuple(node_flags)
         self.verbose = verbose
         self.request_timeout = request_timeout
+        self.page_size = page_size
+        self.max_count = max_count
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._logdir: tempfile.TemporaryDirectory[str] | None = None
@@ -84,6 +93,7 @@ class MedplumServer:
         command = [node, *self.node_flags, str(SERVER_SCRIPT), "--port", "0", "--exit-on-stdin-close"]
         if self.verbose:
             command.append("--verbose")
+        command += ["--page-size", str(self.page_size), "--max-count", str(self.max_count)]
         started = time.monotonic()
         # Files, not pipes, for stdout/stderr: nothing can block on a full pipe nobody reads.
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:

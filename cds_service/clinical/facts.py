@@ -26,6 +26,7 @@ from cds_service.clinical.fhirdata import (
     reference_of,
 )
 from cds_service.clinical.labs import read_labs
+from cds_service.clinical.lookback import encounter_procedure_days
 from cds_service.clinical.medications import (
     AGENT_CLASS,
     MedicationLookup,
@@ -213,14 +214,8 @@ def build_facts(
     unidentified = unidentified_medications(record, lookup, notes)
 
     # --- encounters, procedures, orders --------------------------------------------------------------------------
-    # No procedure or encounter rule looks further back than the provoking window before an acute episode.
-    oldest = today - timedelta(
-        days=max(
-            PROVOKING_WINDOW_DAYS.int_value + config.acute_window_days,
-            config.recent_surgery_days,
-            config.recent_hospitalization_days,
-        )
-    )
+    # The window the service's own Encounter and Procedure queries are bounded by (lookback.py): the same one.
+    oldest = today - timedelta(days=encounter_procedure_days(config))
     encounters = select(
         "Encounter",
         lambda e: (

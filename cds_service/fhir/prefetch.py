@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
@@ -49,6 +49,23 @@ _USER_TOKENS = {
 }
 
 
+# Days added to every date bound the service puts on its own queries: a server compares instants in its own time
+# zone (up to 14 h from UTC), a partial date is a range, and a call may straddle midnight.
+DATE_MARGIN_DAYS = 7
+
+
+@dataclass(frozen=True)
+class FetchPart:
+    """One query of the service's own fetch of a key: a key may be asked in parts (each Observation group with its
+    own window, the undated remainder of a window) where one CDS Hooks 2.0 template cannot say it."""
+
+    template: str | None = None  # None: the key's own template
+    lookback: str | None = None  # a named window (clinical/lookback.py): ``date=ge`` that many days back (+ margin)
+    undated: bool = False  # ``date:missing=true``: what a date bound cannot find, where the rules read it undated
+    count: int | None = None  # ``_count`` of this query: results expected, so that one page usually holds them
+    valuesets: tuple[str, ...] = ()  # what an own template's code filter asks for (the site's local codes are added)
+
+
 @dataclass(frozen=True)
 class PrefetchKey:
     """One prefetch template a service asks for; ``required`` keys end the call with 412 when unobtainable."""
@@ -60,6 +77,8 @@ class PrefetchKey:
     # relative dates in 2.0 tokens): only results dated within this many days, and at most this many pages.
     fetch_since_days: int | None = None
     fetch_pages: int | None = None
+    # How the service asks for the key itself, when not as the template says (FetchPart); empty: as the template.
+    fetch: tuple[FetchPart, ...] = ()
 
     @property
     def resource_type(self) -> str:
@@ -110,11 +129,17 @@ class _KeyState:
 
 class PrefetchResolver:
     def __init__(
-        self, client: FhirClient, server_allowed: Callable[[str], tuple[bool, str]], *, max_entries: int = 20_000
+        self,
+        client: FhirClient,
+        server_allowed: Callable[[str], tuple[bool, str]],
+        *,
+        max_entries: int = 20_000,
+        lookbacks: Mapping[str, int] | None = None,
     ):
         self._client = client
         self._server_allowed = server_allowed
         self._max_entries = max_entries
+        self._lookbacks = lookbacks or {}  # named window -> days back (FetchPart.lookback); absent: no bound
 
     def resolve(
         self,
@@ -158,19 +183,15 @@ class PrefetchResolver:
             if fhir_server is not None:
                 allowed, why_not = (server_allowed or self._server_allowed)(fhir_server)
             if allowed and fhir_server is not None:
-                queries = [
-                    FhirQuery(
-                        key=s.key.name,
-                        url=_absolute(fhir_server, _bounded(s, today)),
-                        resource_type=s.key.resource_type,
-                        is_read=s.key.is_read and not s.continuation,
-                        max_pages=s.key.fetch_pages,
-                    )
-                    for s in to_fetch
-                ]
-                results = self._client.fetch_many(
-                    queries, base_url=fhir_server, token=access_token, deadline=deadline, budget=budget
+                parts = {s.key.name: self._queries(s, fhir_server, context, today) for s in to_fetch}
+                fetched = self._client.fetch_many(
+                    [q for queries in parts.values() for q in queries],
+                    base_url=fhir_server,
+                    token=access_token,
+                    deadline=deadline,
+                    budget=budget,
                 )
+                results = {name: _merged(name, [fetched[q.key] for q in queries]) for name, queries in parts.items()}
             else:
                 for state in to_fetch:
                     results[state.key.name] = FetchResult(state.key.name, ok=False, reason=why_not)
@@ -204,6 +225,39 @@ class PrefetchResolver:
                 details=failed_required,
             )
         return record.finish()
+
+    def _queries(
+        self, state: _KeyState, fhir_server: str, context: dict[str, Any], today: date | None
+    ) -> list[FhirQuery]:
+        """The queries the service runs for a key: the template (or the EHR's next link) as it is, or the key's
+        fetch parts, each bounded to the window the rules read."""
+        key = state.key
+
+        def query(name: str, url: str) -> FhirQuery:
+            return FhirQuery(
+                key=name,
+                url=_absolute(fhir_server, url),
+                resource_type=key.resource_type,
+                is_read=key.is_read and not state.continuation,
+                max_pages=key.fetch_pages,
+            )
+
+        if state.continuation or key.is_read or not key.fetch:
+            return [query(key.name, _bounded(state, today))]
+        bounded = today is not None and any(p.lookback in self._lookbacks for p in key.fetch if p.lookback)
+        urls: list[str] = []
+        for part in key.fetch:
+            rendered = render(part.template or key.template, context)
+            if rendered is None or (part.undated and not bounded):
+                continue  # unbounded, the key's other parts already find what this one would
+            params = [f"_count={part.count}"] if part.count else []
+            days = self._lookbacks.get(part.lookback) if part.lookback else None
+            if days is not None and today is not None:
+                params.append(f"date=ge{(today - timedelta(days=days + DATE_MARGIN_DAYS)).isoformat()}")
+            if part.undated:
+                params.append("date:missing=true")
+            urls.append(_with_params(rendered, params, replace=("_count",) if part.count else ()))
+        return [query(key.name if len(urls) == 1 else f"{key.name}#{i}", url) for i, url in enumerate(urls)]
 
     @staticmethod
     def _classify(key: PrefetchKey, rendered: str, sent: dict[str, Any], patient_id: str) -> _KeyState:
@@ -299,6 +353,33 @@ def _bounded(state: _KeyState, today: date | None) -> str:
         return url
     since = today - timedelta(days=state.key.fetch_since_days)
     return f"{url}&date=ge{since.isoformat()}"
+
+
+def _with_params(url: str, params: list[str], *, replace: tuple[str, ...]) -> str:
+    """``url`` with the named parameters dropped and ``params`` added (the rest of the query kept as written: its
+    code tokens carry FHIR escapes a re-encoding would change)."""
+    path, _, query = url.partition("?")
+    kept = [p for p in query.split("&") if p and p.split("=", 1)[0] not in replace]
+    return f"{path}?{'&'.join([*kept, *params])}" if kept or params else path
+
+
+def _merged(name: str, results: list[FetchResult]) -> FetchResult:
+    """The parts of one key as one result: failed when any part failed (what it held is missing), the resources of
+    every part that answered kept."""
+    if len(results) == 1:
+        return results[0] if results[0].key == name else replace(results[0], key=name)
+    failed = [r for r in results if not r.ok]
+    partial = [r for r in results if r.ok and r.truncated]
+    reasons = [r.reason for r in failed or partial if r.reason]
+    return FetchResult(
+        name,
+        ok=not failed,
+        resources=[resource for r in results for resource in r.resources],
+        reason="; ".join(dict.fromkeys(reasons)) or None,
+        truncated=bool(partial) and not failed,
+        pages=sum(r.pages for r in results),
+        elapsed_ms=max((r.elapsed_ms for r in results), default=0.0),
+    )
 
 
 def _absolute(fhir_server: str, url: str) -> str:

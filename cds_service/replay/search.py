@@ -2,7 +2,8 @@
 
 Instance reads, and type searches with reference parameters (``patient``, ``subject``), token parameters with
 equality on comma-separated lists (``code``, ``status``, ``category``, ``clinical-status``, ``_id``), date
-parameters with the ``eq/lt/gt/ge/le`` prefixes, ``_sort`` on ``date``, ``_count``, and
+parameters with the ``eq/lt/gt/ge/le`` prefixes over the searched date's range (a Period, a partial date) and
+``:missing``, ``_sort`` on ``date``, ``_count``, and
 ``_include=MedicationRequest:medication`` (US Core; the included Medications follow the matches). Anything else
 raises: a replay must not quietly answer a query it does not understand. Used by ``dvt-cds replay`` to fill
 prefetch from a fixture, and by its embedded FHIR server.
@@ -11,6 +12,7 @@ prefetch from a fixture, and by its embedded FHIR server.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -102,21 +104,66 @@ _INCLUDES = {"MedicationRequest:medication": ("medicationReference", "Medication
 _DATE_PREFIXES = ("eq", "ne", "lt", "gt", "ge", "le")
 
 
-def _date_matches(value: str, wanted: str) -> bool:
+# What a server's ``date`` parameter searches, per type (FHIR R4 SearchParameter clinical-date): Observation's is
+# effective[x], not ``issued``; a resource without it is what ``date:missing=true`` finds.
+_DATE_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "Observation": ("effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod"),
+    "Encounter": ("period",),
+    "Procedure": ("performedDateTime", "performedPeriod"),
+}
+
+
+def _value_range(value: Any) -> tuple[date, date] | None:
+    """The days a date, a partial date or a dateTime covers (``2026-03`` is all of March)."""
+    start = parse_date(value)
+    if start is None:
+        return None
+    text = value if isinstance(value, str) else ""
+    if len(text) == 4:
+        return start, date(start.year, 12, 31)
+    if len(text) == 7:
+        following = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        return start, following - timedelta(days=1)
+    return start, start
+
+
+def _date_range(resource: dict[str, Any]) -> tuple[date, date] | None:
+    """The days the resource's searched date covers: a Period runs from its start to its end, an open end is
+    ongoing (FHIR date search compares ranges, so a stay that began before a bound and continues matches ``ge``)."""
+    for element in _DATE_ELEMENTS.get(str(resource.get("resourceType")), ()):
+        value = resource.get(element)
+        if isinstance(value, dict):
+            low, high = _value_range(value.get("start")), _value_range(value.get("end"))
+            if low is None and high is None:
+                continue
+            return (low[0] if low else date.min), (high[1] if high else date.max)
+        found = _value_range(value)
+        if found is not None:
+            return found
+    return None
+
+
+def _date_matches(resource: dict[str, Any], wanted: str, modifier: str) -> bool:
+    span = _date_range(resource)
+    if modifier == "missing":
+        return (span is None) == (wanted == "true")
+    if modifier:
+        raise UnsupportedQuery(f"date:{modifier} not supported")
     prefix, bound = ("eq", wanted)
     if wanted[:2] in _DATE_PREFIXES and not wanted[:2].isdigit():
         prefix, bound = wanted[:2], wanted[2:]
-    found = parse_date(value) if value else None
-    limit = parse_date(bound)
-    if found is None or limit is None:
+    limit = _value_range(bound)
+    if span is None or limit is None:
         return False
+    (low, high), (first, last) = span, limit
     return {
-        "eq": found == limit,
-        "ne": found != limit,
-        "lt": found < limit,
-        "gt": found > limit,
-        "ge": found >= limit,
-        "le": found <= limit,
+        "eq": first <= low and high <= last,
+        "ne": not (first <= low and high <= last),
+        "lt": low < first,
+        "gt": high > last,
+        "ge": high >= first,
+        "le": low <= last,
     }[prefix]
 
 
@@ -156,7 +203,8 @@ def search(query: str, resources: list[dict[str, Any]]) -> tuple[str, list[dict[
         elif base == "_sort":
             sort = value
         elif base == "date":
-            matches = [r for r in matches if _date_matches(_date_of(r), value)]
+            modifier = name.partition(":")[2]
+            matches = [r for r in matches if _date_matches(r, value, modifier)]
         elif base == "_include":
             includes.append(value)
         elif base == "_count":

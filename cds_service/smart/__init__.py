@@ -28,6 +28,7 @@ from cds_service.smart.reader import RecordReader
 from cds_service.smart.session import SessionBox
 from cds_service.smart.views import PathwayConfig, blueprint
 from hooks import site_services
+from hooks.templates import lookbacks
 
 log = logging.getLogger("cds_service.smart")
 
@@ -63,7 +64,12 @@ def register_pathway_view(
     )
     oauth = SmartClient(timeout_s=settings.smart_timeout_s, egress=Egress.from_settings(settings))
     reader = RecordReader(
-        client, keys, concept_maps, max_entries=settings.max_bundle_entries, timeout_s=settings.smart_timeout_s
+        client,
+        keys,
+        concept_maps,
+        max_entries=settings.max_bundle_entries,
+        timeout_s=settings.smart_timeout_s,
+        lookbacks=lookbacks(config.rules),
     )
     app.register_blueprint(blueprint(config, oauth, reader))
 

@@ -10,7 +10,7 @@ missing data.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -42,8 +42,10 @@ class RecordReader:
         *,
         max_entries: int,
         timeout_s: float,
+        lookbacks: Mapping[str, int] | None = None,
     ):
         self._client = client
+        self._lookbacks = lookbacks
         self._required = {key.name for key in keys if key.required}
         # Resolved with nothing prefetched: every key is fetched. None is "required" to the resolver (no 412).
         self._keys = tuple(replace(key, required=False) for key in keys)
@@ -63,7 +65,9 @@ class RecordReader:
         started = time.monotonic()
         deadline = started + self._timeout_s
         budget = self._client.call_budget()
-        resolver = PrefetchResolver(self._client, server_allowed, max_entries=self._max_entries)
+        resolver = PrefetchResolver(
+            self._client, server_allowed, max_entries=self._max_entries, lookbacks=self._lookbacks
+        )
         record = resolver.resolve(
             self._keys,
             context={"patientId": patient_id},

@@ -4,13 +4,17 @@
 //   --port N                 port on 127.0.0.1; 0 (the default) picks a free one
 //   --exit-on-stdin-close    exit when stdin reaches EOF (the parent died or closed the pipe): no orphan servers
 //   --verbose                log each request to stderr
+//   --page-size N            a search without _count gets N results a page (Medplum's server: 20, its default);
+//                            0 (the default here) answers every match on one page
+//   --max-count N            _count above N is cut to N (Medplum's server: 1000); 0: no cap
 // Once listening it prints exactly one line to stdout, {"port": N}, and nothing else ever goes to stdout.
 //
 // Routes (base URL http://127.0.0.1:N/fhir):
 //   GET    /fhir/{Type}/{id}              read (404 + OperationOutcome when absent)
 //   GET    /fhir/{Type}?params            search: searchset Bundle with fullUrl, search.mode=match, self/next links
 //   POST   /fhir/{Type}/_search           search with form-encoded parameters
-//   POST   /fhir                          transaction / batch Bundle (medplum caps a transaction at 50 updates)
+//   POST   /fhir                          transaction / batch Bundle (medplum caps a transaction at 50 updates);
+//                                          a batch of GETs is answered by the same read and search as GET below
 //   PUT/POST/DELETE/PATCH /fhir/{Type}[/{id}]   the rest of medplum's REST handlers
 //   GET    /fhir/metadata                 minimal CapabilityStatement
 //   POST   /$load  (or /fhir/$load)       load any Bundle's entry[].resource as-is, ids preserved (a batch of PUTs)
@@ -42,7 +46,7 @@ const MAX_BODY_BYTES = 256 * 1024 * 1024;
 // --- arguments -----------------------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const opts = { port: 0, exitOnStdinClose: false, verbose: false };
+  const opts = { port: 0, exitOnStdinClose: false, verbose: false, pageSize: 0, maxCount: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--port') {
@@ -53,12 +57,21 @@ function parseArgs(argv) {
       opts.exitOnStdinClose = true;
     } else if (arg === '--verbose') {
       opts.verbose = true;
+    } else if (arg === '--page-size') {
+      opts.pageSize = Number(argv[++i]);
+    } else if (arg === '--max-count') {
+      opts.maxCount = Number(argv[++i]);
     } else {
       fail(`unknown argument: ${arg}`);
     }
   }
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
     fail('--port needs an integer between 0 and 65535');
+  }
+  for (const name of ['pageSize', 'maxCount']) {
+    if (!Number.isInteger(opts[name]) || opts[name] < 0) {
+      fail(`--${name === 'pageSize' ? 'page-size' : 'max-count'} needs an integer >= 0`);
+    }
   }
   return opts;
 }
@@ -251,6 +264,12 @@ function planSearch(resourceType, params) {
   }
   if (summaryCount) {
     count = 0;
+  }
+  if (count === undefined && opts.pageSize > 0) {
+    count = opts.pageSize;
+  }
+  if (count !== undefined && opts.maxCount > 0 && count > opts.maxCount) {
+    count = opts.maxCount;
   }
   return { routed, sortRules, count, offset };
 }
@@ -448,6 +467,9 @@ function searchsetBundle(matches, plan, fhirBase, resourceType, originalParams) 
   const pageUrl = (newOffset) => {
     const q = new URLSearchParams(originalParams);
     q.delete('_offset');
+    if (count !== undefined && q.has('_count')) {
+      q.set('_count', String(count)); // a capped _count: the links say the page size really used
+    }
     if (newOffset > 0) {
       q.set('_offset', String(newOffset));
     }
@@ -470,6 +492,63 @@ function searchsetBundle(matches, plan, fhirBase, resourceType, originalParams) 
     }));
   }
   return bundle;
+}
+
+/** A search through the wrapper's plan (see above): [status, searchset Bundle or OperationOutcome]. */
+async function search(resourceType, originalParams, fhirBase, headers) {
+  const plan = planSearch(resourceType, originalParams);
+  if (plan.resourceType === 'OperationOutcome') {
+    return [getStatus(plan), plan];
+  }
+  const qs = plan.routed.toString();
+  const fhirReq = {
+    method: 'GET',
+    url: `${encodeURIComponent(resourceType)}${qs ? `?${qs}` : ''}`,
+    pathname: '',
+    params: {},
+    query: {},
+    body: undefined,
+    headers,
+  };
+  const [result, bundle] = await router.handleRequest(fhirReq, repo);
+  if (!bundle) {
+    return [getStatus(result), result];
+  }
+  return [200, searchsetBundle(bundle.entry ?? [], plan, fhirBase, resourceType, originalParams)];
+}
+
+/** A batch whose every entry is a GET: answered entry by entry by the same read and search as a GET (medplum's
+ * own batch would search without the wrapper's plan: a bare `patient` id would match nothing). */
+function isBatchOfReads(body) {
+  return (
+    body?.resourceType === 'Bundle' &&
+    body.type === 'batch' &&
+    Array.isArray(body.entry) &&
+    body.entry.length > 0 &&
+    body.entry.every((e) => e?.request?.method === 'GET' && typeof e.request.url === 'string')
+  );
+}
+
+async function batchOfReads(body, fhirBase, headers) {
+  const entry = [];
+  for (const item of body.entry) {
+    const target = new URL(item.request.url.replace(/^\//, ''), `${fhirBase}/`);
+    const segments = target.pathname.slice(FHIR_PREFIX.length).split('/').filter(Boolean).map(decodeURIComponent);
+    let status;
+    let resource;
+    if (segments.length === 0 || !isResourceType(segments[0])) {
+      [status, resource] = [404, outcome('not-found', 'error', `Unknown resource type: ${segments[0]}`)];
+    } else if (segments.length === 1) {
+      [status, resource] = await search(segments[0], target.searchParams, fhirBase, headers);
+    } else {
+      const routedUrl = segments.map(encodeURIComponent).join('/');
+      const fhirReq = { method: 'GET', url: routedUrl, pathname: '', params: {}, query: {}, body: undefined, headers };
+      const [result, found] = await router.handleRequest(fhirReq, repo);
+      [status, resource] = found ? [200, found] : [getStatus(result), result];
+    }
+    entry.push({ resource, response: { status: `${status} ${status < 300 ? 'OK' : 'Error'}` } });
+  }
+  return { resourceType: 'Bundle', type: 'batch-response', entry };
 }
 
 async function handleFhir(req, res, url) {
@@ -526,28 +605,14 @@ async function handleFhir(req, res, url) {
         originalParams.append(k, v);
       }
     }
-    const plan = planSearch(segments[0], originalParams);
-    if (plan.resourceType === 'OperationOutcome') {
-      return sendOutcome(res, plan);
-    }
-    const qs = plan.routed.toString();
-    const fhirReq = {
-      method: 'GET',
-      url: `${encodeURIComponent(segments[0])}${qs ? `?${qs}` : ''}`,
-      pathname: '',
-      params: {},
-      query: {},
-      body: undefined,
-      headers: req.headers,
-    };
-    const [result, bundle] = await router.handleRequest(fhirReq, repo);
-    if (!bundle) {
-      return sendOutcome(res, result);
-    }
-    return send(res, 200, searchsetBundle(bundle.entry ?? [], plan, fhirBase, segments[0], originalParams));
+    const [status, found] = await search(segments[0], originalParams, fhirBase, req.headers);
+    return send(res, status, found);
   }
   if (body instanceof URLSearchParams) {
     return send(res, 415, outcome('not-supported', 'error', 'Form bodies are only accepted by _search'));
+  }
+  if (method === 'POST' && segments.length === 0 && isBatchOfReads(body)) {
+    return send(res, 200, await batchOfReads(body, fhirBase, req.headers));
   }
 
   const routedUrl = segments.map(encodeURIComponent).join('/') + url.search;

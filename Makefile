@@ -28,6 +28,7 @@ run: export DVT_CDS_PUBLIC_BASE_URL ?= http://$(DVT_CDS_HOST):$(DVT_CDS_PORT)
 run: export DVT_CDS_CONCEPT_MAPS ?= $(CURDIR)/fhir_fixtures/conceptmaps/example-site.json
 run: $(VENV)/.stamp-run
 	@mkdir -p var
+	$(BIN)/dvt-cds db upgrade
 	$(BIN)/dvt-cds serve
 
 # nginx, the front `dvt-cds serve --production` starts before gunicorn (cds_service/front/), and chromium, the

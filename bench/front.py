@@ -52,6 +52,9 @@ def _env(port: int, workdir: Path, workers: int, threads: int, name: str) -> dic
 
 
 def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    subprocess.run(  # the service refuses a database whose schema is behind: bring it up as an operator would
+        [str(Path(sys.executable).parent / "dvt-cds"), "db", "upgrade"], env=env, check=True, capture_output=True
+    )
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     for _ in range(600):

@@ -55,6 +55,9 @@ def start_gunicorn(app: str, port: int, workdir: Path, workers: int, threads: in
             "DVT_CDS_LOG_LEVEL": "INFO",
         }
     )
+    subprocess.run(  # the service refuses a database whose schema is behind: bring it up as an operator would
+        [str(Path(sys.executable).parent / "dvt-cds"), "db", "upgrade"], env=env, check=True, capture_output=True
+    )
     log = (workdir / f"gunicorn-{port}.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "python:cds_service.gunicorn_conf", app],

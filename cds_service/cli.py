@@ -54,11 +54,25 @@ def _check_site_files(settings: Settings) -> None:
 
 
 def create_app_or_exit(settings: Settings) -> Any:
-    """The app, or a one-line error and exit code 2 when a site file named by a setting cannot be used."""
+    """The app, or a one-line error and exit code 2 when a site file named by a setting cannot be used or the
+    database's schema is behind (it is never changed here: `dvt-cds db upgrade` does that)."""
     from cds_service.app import create_app
 
     _check_site_files(settings)
-    return create_app(settings)
+    return create_app(settings, store=_store_or_exit(settings))
+
+
+def _store_or_exit(settings: Settings) -> Any:
+    """The store on a database at the newest schema revision, else one line and exit code 2. A database that cannot
+    be reached is not refused: the workers check when it answers (readiness stays 503 until then)."""
+    from cds_service.schema import SchemaError
+    from cds_service.store import Store
+
+    try:
+        return Store.from_settings(settings, schema="require")
+    except SchemaError as error:
+        print(f"dvt-cds: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -100,9 +114,8 @@ def ehr_config(args: argparse.Namespace) -> int:
 
 def feedback_report(args: argparse.Namespace) -> int:
     """Acceptance and override rates by card topic, from the store."""
-    from cds_service.store import Store
 
-    store = Store.from_settings(_settings())
+    store = _store_or_exit(_settings())
     try:
         rows = store.feedback_by_topic()
         reasons = store.override_reasons_by_topic()
@@ -159,6 +172,7 @@ def _serve_production(args: argparse.Namespace) -> int:
     settings = _settings(host=args.host, port=args.port)
     _check_site_files(settings)
     configure_logging(settings.log_level)
+    _store_or_exit(settings).close()
     if not settings.metrics_dir:
         env["DVT_CDS_METRICS_DIR"] = tempfile.mkdtemp(prefix="dvt-cds-metrics-")
     return serve_production(settings, env)
@@ -208,7 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--fixtures", type=Path, help="fixtures folder (default: fhir_fixtures/ of this checkout)")
     load.add_argument("--wait", type=float, default=0, help="seconds to wait for the server to come up")
     load.set_defaults(func=replay_command.load_fixtures)
+
+    from cds_service import dbcommands
+
+    dbcommands.add_arguments(commands, db)
     return parser
+
+
+def db(args: argparse.Namespace) -> int:
+    from cds_service import dbcommands
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    if args.db_command == "upgrade":
+        return dbcommands.run_upgrade(settings)
+    return dbcommands.run_purge(settings, args.older_than)
 
 
 def _default_url() -> str:

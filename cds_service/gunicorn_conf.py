@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,23 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Check the site files and create the store's schema once, in the master, before any worker starts; start the
+    """Check the site files and the store's schema once, in the master, before any worker starts (a schema behind
+    this version stops gunicorn with one line: `dvt-cds db upgrade` changes it, never the service); start the
     metrics from zero (values of a previous run's workers would be added to this run's)."""
     from cds_service.fhir.conceptmaps import SiteConceptMaps
     from cds_service.profiles import OrderCatalog
+    from cds_service.schema import SchemaError
     from cds_service.store import Store
 
     SiteConceptMaps.load(_settings.concept_maps)  # a bad file stops gunicorn here, with the file and the error
     OrderCatalog.load(_settings.order_catalog)
     if _settings.metrics_dir:
         _clear_metrics_dir(Path(_settings.metrics_dir))
-    Store.from_settings(_settings).close()
+    try:
+        Store.from_settings(_settings, schema="require").close()
+    except SchemaError as error:
+        print(f"dvt-cds: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _clear_metrics_dir(directory: Path) -> None:

@@ -88,6 +88,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
     logging.getLogger("werkzeug").setLevel("WARNING")
     logging.getLogger("urllib3").setLevel("WARNING")
+    logging.getLogger("alembic").setLevel("WARNING")  # its INFO lines describe each look at the schema
 
 
 def log_fields(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:

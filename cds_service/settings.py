@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     # The decision audit's durable local queue (a SQLite file on local disk, one per database): empty means next to
     # a SQLite database, else var/dvt-cds-outbox-<hash of the database>.sqlite3.
     outbox_path: str | None = None
+    # `dvt-cds db purge` without --older-than: decision audit, issued cards and feedback older than this go.
+    retention_days: int = Field(default=365, ge=1, le=36500)
 
     # --- clinical ------------------------------------------------------------------------------------------------
     rule_profile: Literal["seed", "chest"] = "seed"

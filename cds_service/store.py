@@ -1,9 +1,12 @@
 """Persistence: card feedback, the decision audit, issued cards and the JWT ``jti`` replay cache.
 
 SQLAlchemy Core, one code path for SQLite (the default, nothing to install) and PostgreSQL
-(``DVT_CDS_DATABASE_URL=postgresql+psycopg://...``) when several instances share state. The schema is
-created on start. Nothing stored identifies a patient: no patient id, no resource content, no clinician
-free text (feedback ``userComment`` is reduced to "a comment was given"), no tokens.
+(``DVT_CDS_DATABASE_URL=postgresql+psycopg://...``) when several instances share state. The schema is Alembic's
+(schema.py, migrations/): a store opened with ``schema="require"`` (every production entry point) only checks that
+the database is at the newest revision and refuses it otherwise; ``"upgrade"`` (throwaway and test databases)
+brings it there through the same revisions ``dvt-cds db upgrade`` runs. Nothing stored identifies a patient: no
+patient id, no resource content, no clinician free text (feedback ``userComment`` is reduced to "a comment was
+given"), no tokens.
 
 Every operation is bounded by ``timeout_s`` (DVT_CDS_DB_TIMEOUT_S) so a dead, slow or hung database costs a
 fast error, never a hung request: connect and statement timeouts, TCP keepalives and ``tcp_user_timeout`` on
@@ -29,9 +32,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -51,15 +54,16 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    inspect,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
+from cds_service import schema as migrations
 from cds_service.protocol import FeedbackItem
 
 if TYPE_CHECKING:
@@ -71,6 +75,11 @@ T = TypeVar("T")
 REPORT_TIMEOUT_S = 300.0
 # A pooled connection idle for longer is pinged (under the watchdog) before use: the server may have gone since.
 _PING_AFTER_IDLE_S = 1.0
+# Schema changes may rewrite or index big tables: `dvt-cds db upgrade` is not bound like a request.
+MIGRATION_TIMEOUT_S = 3600.0
+# Purge deletes this many rows per statement: short transactions, no long lock on a busy table.
+PURGE_BATCH = 5000
+SchemaPolicy = Literal["upgrade", "require", "as-is"]
 
 metadata = MetaData()
 
@@ -162,6 +171,14 @@ class StoreTimeout(Exception):
     """The store did not answer within ``timeout_s``."""
 
 
+@dataclass(frozen=True)
+class PurgeResult:
+    decision_audit: int
+    issued_card: int
+    feedback: int
+    seen_jti: int
+
+
 class Store:
     def __init__(
         self,
@@ -171,8 +188,13 @@ class Store:
         pool_size: int = 5,
         max_overflow: int = 5,
         outbox_path: str | None = None,
+        schema: SchemaPolicy = "upgrade",
     ):
+        """``schema``: "upgrade" brings the database to the newest revision (throwaway and test databases);
+        "require" refuses one that is behind (SchemaError) and never changes it (production); "as-is" neither
+        looks nor changes (``dvt-cds db upgrade`` itself)."""
         self.timeout_s = timeout_s
+        self.schema_policy = schema
         # Where this store's decision audit waits to be written (audit.py): the AuditWriter is given the store only.
         self.outbox_path = outbox_path or default_outbox_path(database_url)
         self.engine = _engine(database_url, timeout_s=timeout_s, pool_size=pool_size, max_overflow=max_overflow)
@@ -180,48 +202,77 @@ class Store:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid = 0
         self._executor_lock = threading.Lock()
-        self._schema_ready = False
+        self._schema_ready = schema == "as-is"
         self._schema_lock = threading.Lock()
+        self._schema_logged = 0.0
         try:
-            self._create_schema()
+            self._prepare_schema(at_start=True)
         except (OperationalError, SATimeoutError) as error:
             if self.engine.dialect.name == "sqlite":
                 raise  # a local file that cannot be opened is a configuration error, not an outage
             # A worker (re)started during an outage still serves hook calls (the audit waits in the outbox, the jti
-            # check falls back): the schema is created by the first operation that reaches the store. A wrong URL or
-            # credentials look the same to the driver: the reason is logged, and ping() (readiness) stays false.
+            # check falls back): the schema is looked at by the first operation that reaches the store. A wrong URL
+            # or credentials look the same to the driver: the reason is logged, and ping() (readiness) stays false.
             log.error(
-                "store unreachable at start: schema to be created when it answers",
+                "store unreachable at start: schema to be checked when it answers",
                 extra={"fields": {"error": type(error).__name__, "reason": _connect_failure(error)}},
             )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
+    def from_settings(cls, settings: Settings, *, schema: SchemaPolicy = "upgrade") -> Store:
         return cls(
             settings.database_url,
             timeout_s=settings.db_timeout_s,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             outbox_path=settings.outbox_path,
+            schema=schema,
         )
 
-    def _create_schema(self, attempts: int = 5) -> None:
-        """Create missing tables and add what later versions added. Several processes may start at once (gunicorn
-        workers, instances on one PostgreSQL): create_all checks then creates, so a concurrent creator can win the
-        race — then look again."""
+    def _prepare_schema(self, attempts: int = 5, *, at_start: bool = False) -> None:
+        """Check ("require") or upgrade ("upgrade") the schema, once it succeeds. Upgrades racing on one SQLite file
+        from several processes (PostgreSQL takes a lock): the loser's DDL fails fast, then it looks again."""
         started = time.monotonic()
         with self._schema_lock:
             for attempt in range(attempts):
                 if self._schema_ready:
                     return
                 try:
-                    self._execute(_create_and_migrate, timeout_s=max(self.timeout_s, 10.0))
+                    if self.schema_policy == "require":
+                        found = self._execute(migrations.require_current)
+                        if not found.known:
+                            log.warning(
+                                "database schema newer than this version (a newer one migrated it): serving",
+                                extra={"fields": {"key": found.current}},
+                            )
+                    else:
+                        self._execute(migrations.upgrade, timeout_s=max(self.timeout_s, 10.0))
                     self._schema_ready = True
+                except migrations.SchemaError as error:
+                    if not at_start:  # at start the caller refuses in its own words; later, operations fail
+                        self._log_schema_refused(error)
+                    raise
                 except DBAPIError:
                     # A lost race fails fast; a store that is down or hung is not worth looking at again now.
                     if attempt == attempts - 1 or time.monotonic() - started > self.timeout_s:
                         raise
                     time.sleep(0.05 * (attempt + 1))
+
+    def _log_schema_refused(self, error: migrations.SchemaError) -> None:
+        now = time.monotonic()
+        if now - self._schema_logged >= 10.0:  # every operation looks again: one line per 10 s is enough
+            self._schema_logged = now
+            # The message is ours (revision ids, table names), never the URL or the driver's words.
+            log.error(f"database schema not usable: {error}", extra={"fields": {"event": "schema-refused"}})
+
+    def upgrade_schema(self) -> migrations.Upgrade:
+        """``dvt-cds db upgrade``: the database at the newest revision."""
+        result = self._execute(migrations.upgrade, timeout_s=MIGRATION_TIMEOUT_S)
+        self._schema_ready = True
+        return result
+
+    def schema_state(self) -> migrations.SchemaState:
+        return self._execute(migrations.state)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -381,6 +432,40 @@ class Store:
             )
         return found
 
+    # --- retention ----------------------------------------------------------------------------------------------
+    def purge(self, older_than: timedelta, *, now: datetime | None = None) -> PurgeResult:
+        """``dvt-cds db purge``: the decision audit, issued cards and feedback older than ``older_than`` and every
+        expired JWT id, in batches of PURGE_BATCH rows (short transactions beside a serving database)."""
+        now = now or datetime.now(UTC)
+        cutoff = now - older_than
+        return PurgeResult(
+            decision_audit=self._purge(decision_audit, decision_audit.c.id, decision_audit.c.created_at < cutoff),
+            issued_card=self._purge(issued_card, issued_card.c.card_uuid, issued_card.c.issued_at < cutoff),
+            feedback=self._purge(feedback, feedback.c.id, feedback.c.received_at < cutoff),
+            seen_jti=self._purge(seen_jti, seen_jti.c.jti, seen_jti.c.expires_at < now, also=seen_jti.c.iss),
+        )
+
+    def _purge(self, table: Table, key: Column[Any], condition: Any, *, also: Column[Any] | None = None) -> int:
+        keys = [key] if also is None else [also, key]
+        removed = 0
+        while True:
+            batch = select(*keys).where(condition).limit(PURGE_BATCH)
+
+            def delete_batch(conn: Connection, batch: Any = batch) -> int:
+                found = [tuple(row) for row in conn.execute(batch)]
+                if not found:
+                    return 0
+                if also is None:
+                    conn.execute(delete(table).where(key.in_([k for (k,) in found])))
+                else:
+                    conn.execute(delete(table).where(tuple_(also, key).in_(found)))
+                return len(found)
+
+            done = self._run(delete_batch, timeout_s=REPORT_TIMEOUT_S)
+            removed += done
+            if done < PURGE_BATCH:
+                return removed
+
     # --- JWT replay cache ----------------------------------------------------------------------------------------
     def remember_jti(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """Record a token id until it expires; False when it was already seen (a replay). StoreTimeout past
@@ -420,7 +505,7 @@ class Store:
 
     def _run(self, work: Callable[[Connection], T], *, timeout_s: float | None = None, deadline: float = 0.0) -> T:
         if not self._schema_ready:
-            self._create_schema()
+            self._prepare_schema()
         return self._execute(work, timeout_s=timeout_s, deadline=deadline)
 
     def _execute(self, work: Callable[[Connection], T], *, timeout_s: float | None = None, deadline: float = 0.0) -> T:
@@ -485,14 +570,6 @@ def _feedback_row(service_id: str, item: FeedbackItem, now: datetime) -> dict[st
 def _connect_failure(error: Exception) -> str:
     """The driver's own words about a failed connection (host, port, role, database; never a password or SQL)."""
     return str(getattr(error, "orig", None) or type(error).__name__).strip().splitlines()[0][:300]
-
-
-def _create_and_migrate(conn: Connection) -> None:
-    metadata.create_all(conn)
-    # decision_audit from before the outbox has no audit_key: add it (create_all never alters a table).
-    if "audit_key" not in {c["name"] for c in inspect(conn).get_columns("decision_audit")}:
-        conn.execute(text("ALTER TABLE decision_audit ADD COLUMN audit_key VARCHAR(64)"))
-    conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS uq_decision_audit_key ON decision_audit (audit_key)"))
 
 
 def default_outbox_path(database_url: str) -> str:

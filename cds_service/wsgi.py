@@ -21,9 +21,11 @@ if settings.metrics_dir:
 from cds_service.app import create_app  # noqa: E402 - after the metrics directory is known
 from cds_service.listeners import MetricsPortSplit  # noqa: E402
 from cds_service.logs import configure_logging  # noqa: E402
+from cds_service.store import Store  # noqa: E402
 
 configure_logging(settings.log_level)
-application = create_app(settings)
+# Checked, never changed: a schema behind this version stops the worker (gunicorn_conf.py refused it already).
+application = create_app(settings, store=Store.from_settings(settings, schema="require"))
 if settings.metrics_port:
     application.wsgi_app = MetricsPortSplit(application.wsgi_app, settings.metrics_port)  # type: ignore[method-assign]
 

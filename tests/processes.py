@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    """This process's environment without any DVT_CDS_ setting, plus a development baseline and ``settings``."""
+    """This process's environment without any DVT_CDS_ setting, plus a development baseline and ``settings``; its
+    database is at the newest schema revision, as an operator's is after `dvt-cds db upgrade`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVT_CDS_")}
     env.update(
         {
@@ -34,7 +35,16 @@ def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
         }
     )
     env.update(settings)
+    upgrade_database(env["DVT_CDS_DATABASE_URL"])
     return env
+
+
+def upgrade_database(url: str) -> None:
+    """What `dvt-cds db upgrade` does, in this process (a throwaway database; the command itself is tested in
+    tests/test_migrations.py)."""
+    from cds_service.store import Store
+
+    Store(url, schema="upgrade", outbox_path=os.devnull).close()
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

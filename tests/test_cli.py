@@ -10,12 +10,14 @@ import pytest
 from cds_service.cli import main
 from cds_service.protocol import FeedbackItem
 from cds_service.store import IssuedCard, Store
+from tests.processes import upgrade_database
 
 
 @pytest.fixture
 def env_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     monkeypatch.setenv("DVT_CDS_DATABASE_URL", url)
+    upgrade_database(url)  # as an operator's database is, after `dvt-cds db upgrade`
     return url
 
 

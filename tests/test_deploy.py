@@ -19,13 +19,25 @@ def compose() -> dict:
 
 def test_compose_services() -> None:
     services = compose()["services"]
-    assert set(services) == {"cds", "postgres", "hapi", "fixtures-loader"}
+    assert set(services) == {"cds", "postgres", "hapi", "fixtures-loader", "migrate"}
     assert services["cds"]["build"] == "."
     assert "8080:8080" in services["cds"]["ports"]
     assert services["hapi"]["image"].startswith("hapiproject/hapi")
     assert services["hapi"]["environment"]["hapi.fhir.fhir_version"] == "R4"
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["cds"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_migrates_the_database_before_the_service_starts() -> None:
+    """The service refuses a schema that is behind; the one-shot migrate service brings it up first."""
+    services = compose()["services"]
+    migrate = services["migrate"]
+    args = build_parser().parse_args(migrate["command"][1:])
+    assert migrate["command"][0] == "dvt-cds"
+    assert (args.func.__name__, args.db_command) == ("db", "upgrade")
+    assert migrate["environment"]["DVT_CDS_DATABASE_URL"] == services["cds"]["environment"]["DVT_CDS_DATABASE_URL"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["cds"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 def test_compose_environment_is_valid_settings() -> None:

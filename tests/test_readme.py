@@ -32,7 +32,7 @@ def test_the_dvt_cds_commands_shown_exist() -> None:
     for line in re.findall(r"dvt-cds ([a-z-]+(?: [^\n`#]*)?)", README):
         words = line.split()
         command = words[0]
-        assert command in {"serve", "replay", "load-fixtures", "feedback-report", "ehr-config"}, line
+        assert command in {"serve", "replay", "load-fixtures", "feedback-report", "ehr-config", "db"}, line
         args = [w for w in words[1:] if w.startswith("--")]
         if command == "replay":
             parser.parse_args(

@@ -166,25 +166,6 @@ def test_a_row_sent_twice_is_stored_once(store: Store) -> None:
     assert store.feedback_by_topic() == [{"topic": "t", "issued": 1, "accepted": 0, "overridden": 0}]
 
 
-def test_an_audit_table_from_before_the_outbox_gets_its_key_column(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "old.sqlite3"
-    with sqlite3.connect(path) as old:
-        old.execute(
-            "CREATE TABLE decision_audit (id INTEGER PRIMARY KEY, hook_instance VARCHAR(256) NOT NULL, "
-            "service_id VARCHAR(128) NOT NULL, created_at DATETIME NOT NULL, status INTEGER NOT NULL, "
-            "decision VARCHAR(64), topics JSON NOT NULL, data_gaps JSON NOT NULL, duration_ms FLOAT NOT NULL)"
-        )
-        old.execute("INSERT INTO decision_audit VALUES (1, 'h0', 'svc', '2026-01-01', 200, NULL, '[]', '[]', 1.0)")
-    db = Store(f"sqlite:///{path}")
-    db.record_decision(
-        hook_instance="h1", service_id="svc", status=200, decision=None, cards=[], data_gaps=[], duration_ms=1.0
-    )
-    assert [(d["hook_instance"], d["audit_key"] is None) for d in db.decisions()] == [("h0", True), ("h1", False)]
-    db.close()
-
-
 def test_a_statement_past_the_timeout_fails_in_time(store: Store) -> None:
     """The server's statement timeout (PostgreSQL) or the watchdog's interrupt (SQLite) ends it, not the caller."""
     import time

@@ -18,6 +18,7 @@ import requests
 
 from cds_service.replay.scenarios import days_between, shift_dates
 from tests.builders import GASTROCNEMIUS, NOW, RIGHT, condition, ddimer, duplex, hook_request
+from tests.processes import upgrade_database
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +54,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
             "DVT_CDS_DATABASE_URL": f"sqlite:///{tmp / 'e2e.sqlite3'}",
         }
     )
+    upgrade_database(env["DVT_CDS_DATABASE_URL"])
     executable = shutil.which("dvt-cds", path=str(Path(sys.executable).parent)) or "dvt-cds"
     with log_path.open("w") as log:
         process = subprocess.Popen([executable, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)

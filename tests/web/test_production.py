@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.builders import condition, hook_request
+from tests.processes import upgrade_database
 from tests.web.test_e2e import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +33,7 @@ def test_gunicorn_workers_metrics_and_graceful_shutdown(tmp_path: Path) -> None:
         }
     )
     (tmp_path / "metrics").mkdir()
+    upgrade_database(env["DVT_CDS_DATABASE_URL"])
     log = (tmp_path / "gunicorn.log").open("w")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dvt-cds"), "serve", "--production"],

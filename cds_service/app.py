@@ -69,6 +69,7 @@ def create_app(
         max_parallel=settings.fhir_max_parallel,
         call_max_bytes=settings.fhir_call_max_bytes,
         egress=Egress.from_settings(settings),
+        batch=settings.fhir_batch == "auto",
     )
     authenticator = ClientAuthenticator(settings, store, jwks_cache) if settings.auth == "jwt" else None
     concept_maps = SiteConceptMaps.load(settings.concept_maps)

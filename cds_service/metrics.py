@@ -26,6 +26,9 @@ REQUEST_SECONDS = Histogram(
 CARDS = Counter("dvt_cds_cards_total", "Cards returned, by card topic and calling issuer", ["topic", "issuer"])
 NO_ISSUER = "none"  # authentication off: no issuer to name
 FHIR_FETCHES = Counter("dvt_cds_fhir_fetches_total", "Queries to the EHR's FHIR server, by outcome", ["outcome"])
+FHIR_BATCHES = Counter(
+    "dvt_cds_fhir_batches_total", "First rounds of queries sent as one FHIR batch, by outcome", ["outcome"]
+)
 SHED = Counter("dvt_cds_shed_total", "Calls answered 503 at once because they waited too long for a thread")
 JWT_REJECTIONS = Counter("dvt_cds_jwt_rejections_total", "Calls refused with 401, by reason", ["reason"])
 

@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     fhir_max_parallel: int = Field(default=16, ge=1, le=256)
     fhir_call_max_bytes: int = Field(default=48 * 1024 * 1024, ge=1024)  # all FHIR responses of one call
     fhir_allow_http: bool = False  # plain-http fhirServers on the allowlist: closed test networks only
+    # A call's first round of queries as one FHIR batch where the server's CapabilityStatement declares it ("auto"),
+    # or always as separate parallel GETs ("off"); what a batch cannot answer is asked alone either way.
+    fhir_batch: Literal["auto", "off"] = "auto"
 
     # --- hostile input -------------------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -33,7 +33,9 @@ def db_url(tmp_path: Path) -> str:
 @pytest.fixture
 def make_settings(db_url: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"auth": "off", "database_url": db_url, "host": "127.0.0.1"}
+        # Batch off unless a test asks for it: its background CapabilityStatement read is one request more, at a
+        # moment of its own, in the logs of the fake servers (tests/fhir/test_batch.py and the scenarios test it).
+        values: dict[str, Any] = {"auth": "off", "database_url": db_url, "host": "127.0.0.1", "fhir_batch": "off"}
         values.update(overrides)
         return Settings(**values)
 

@@ -24,7 +24,9 @@ from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
 from cds_service import metrics
 from cds_service.egress import DIRECT, Egress
+from cds_service.fhir.batch import EntryAnswer, batch_body, relative_url, split_answer
 from cds_service.fhir.bundles import read_bundle_page
+from cds_service.fhir.capabilities import ServerCapabilities
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,11 @@ _READ_BYTES = 65536
 # connection instead (closing is cheaper than reading megabytes nobody wants).
 _DRAIN_BYTES = 65536
 DEFAULT_CALL_MAX_BYTES = 48 * 1024 * 1024
+# A CapabilityStatement is read in the background, once per server: a large one (Epic's lists every resource) is
+# given room and time no call's query gets.
+_CAPABILITY_BYTES = 16 * 1024 * 1024
+_CAPABILITY_TIMEOUT_S = 10.0
+_FHIR_JSON = "application/fhir+json"
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,16 @@ class _Call:
     budget: ByteBudget
 
 
+@dataclass
+class _FirstPage:
+    """A query's first answer, read from a batch: its paging goes on from ``next_url`` like any other's."""
+
+    result: FetchResult
+    next_url: str | None
+    started: float
+    failure: _Failure | None = None
+
+
 def same_base(base_url: str, url: str) -> bool:
     """True when ``url`` lies under ``base_url`` (same scheme, host, port and path prefix)."""
     base, target = urlsplit(base_url), urlsplit(url)
@@ -141,6 +158,7 @@ class FhirClient:
         max_parallel: int,
         call_max_bytes: int = DEFAULT_CALL_MAX_BYTES,
         egress: Egress = DIRECT,
+        batch: bool = False,
     ):
         self.request_timeout_s = request_timeout_s
         self.max_pages = max_pages
@@ -151,6 +169,8 @@ class FhirClient:
             num_pools=32, maxsize=max_parallel, retries=False, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where()
         )
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="fhir-fetch")
+        self.batch = batch  # a call's first round as one FHIR batch, where the server declares it
+        self.capabilities = ServerCapabilities(self._read_capabilities, self._pool.submit)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -170,8 +190,16 @@ class FhirClient:
         deadline: float,
         budget: ByteBudget | None = None,
     ) -> dict[str, FetchResult]:
-        """Run every query in parallel; whatever has not finished by ``deadline`` (monotonic) has failed."""
+        """Run every query in parallel; whatever has not finished by ``deadline`` (monotonic) has failed.
+
+        Where the server declares ``batch`` the queries' first pages are asked in one request, and each search's
+        ``next`` pages as they come back; what a batch cannot answer is asked alone (separate GETs, in parallel).
+        """
         call = _Call(deadline, budget or self.call_budget())
+        queries = list(queries)
+        batched = [q for q in queries if self._batchable(q, base_url)] if self.batch and len(queries) > 1 else []
+        if len(batched) > 1 and self.capabilities.batch(base_url):
+            return self._fetch_batched(queries, batched, base_url, token, call)
         futures: dict[Future[FetchResult], FhirQuery] = {}
         for query in queries:
             futures[self._pool.submit(self._fetch, query, base_url, token, call)] = query
@@ -179,6 +207,70 @@ class FhirClient:
             return {}
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         return {query.key: self._outcome(future, query) for future, query in futures.items()}
+
+    @staticmethod
+    def _batchable(query: FhirQuery, base_url: str) -> bool:
+        # A report's Binary keeps its own request: its Accept header and its byte cap are its own.
+        return query.accept is None and query.max_bytes is None and same_base(base_url, query.url)
+
+    def _fetch_batched(
+        self, queries: list[FhirQuery], batched: list[FhirQuery], base_url: str, token: str | None, call: _Call
+    ) -> dict[str, FetchResult]:
+        alone = [q for q in queries if all(q is not b for b in batched)]
+        futures: dict[Future[FetchResult], FhirQuery] = {
+            self._pool.submit(self._fetch, query, base_url, token, call): query for query in alone
+        }
+        first = self._pool.submit(self._first_pages, batched, base_url, token, call)
+        wait([first], timeout=max(0.0, call.deadline - time.monotonic()))
+        first.cancel()
+        results: dict[str, FetchResult] = {}
+        pages = first.result() if first.done() and not first.cancelled() and first.exception() is None else []
+        if first.done() and not first.cancelled() and pages is None:
+            self.capabilities.refuse(base_url)  # not a usable batch answer: separate GETs for a while
+            metrics.FHIR_BATCHES.labels("fallback").inc()
+        elif pages:
+            metrics.FHIR_BATCHES.labels("ok").inc()
+        for index, query in enumerate(batched):
+            page = pages[index] if pages else None
+            if not first.done() or first.cancelled():
+                metrics.FHIR_FETCHES.labels("failed").inc()
+                results[query.key] = FetchResult(query.key, ok=False, reason="deadline exceeded")
+            elif page is not None and page.next_url is None:
+                results[query.key] = self._fetch(query, base_url, token, call, page)  # complete: nothing to ask
+            else:
+                futures[self._pool.submit(self._fetch, query, base_url, token, call, page)] = query
+        if futures:
+            wait(futures, timeout=max(0.0, call.deadline - time.monotonic()))
+        results.update({query.key: self._outcome(future, query) for future, query in futures.items()})
+        return results
+
+    def _first_pages(
+        self, batched: list[FhirQuery], base_url: str, token: str | None, call: _Call
+    ) -> list[_FirstPage | None] | None:
+        """Every query's first page from one batch; an entry None is asked alone; None: the whole batch was not
+        usable (the server refused it, or its answer is not a batch-response of one entry per request)."""
+        started = time.monotonic()
+        body = batch_body([relative_url(q.url, base_url) for q in batched])
+        try:
+            answer = self._post_json(base_url, body, token=token, call=call)
+        except _Failure:
+            return None
+        entries = split_answer(answer, len(batched))
+        if entries is None:
+            return None
+        return [self._first_page(q, e, base_url, started) for q, e in zip(batched, entries, strict=True)]
+
+    def _first_page(self, query: FhirQuery, entry: EntryAnswer, base_url: str, started: float) -> _FirstPage | None:
+        result = FetchResult(query.key, ok=False)
+        if entry.status in (404, 410) and query.is_read:
+            return _FirstPage(result, None, started, _Failure(f"HTTP {entry.status}", not_found=True))
+        if entry.status is None or not 200 <= entry.status < 300 or entry.resource is None:
+            return None  # what the server could not answer in a batch it may answer alone
+        try:
+            next_url = self._take_page(query, entry.resource, result, base_url)
+        except _Failure:
+            return None
+        return _FirstPage(result, next_url, started)
 
     @staticmethod
     def _outcome(future: Future[FetchResult], query: FhirQuery) -> FetchResult:
@@ -207,11 +299,16 @@ class FhirClient:
         """One query, following ``next`` links within ``base_url`` up to the page bound."""
         return self._fetch(query, base_url, token, _Call(deadline, budget or self.call_budget()))
 
-    def _fetch(self, query: FhirQuery, base_url: str, token: str | None, call: _Call) -> FetchResult:
-        started = time.monotonic()
-        result = FetchResult(query.key, ok=False)
-        url: str | None = query.url
+    def _fetch(
+        self, query: FhirQuery, base_url: str, token: str | None, call: _Call, first: _FirstPage | None = None
+    ) -> FetchResult:
+        """The query's pages, one after the other as each arrives; from a batch's first page when it has one."""
+        started = first.started if first else time.monotonic()
+        result = first.result if first else FetchResult(query.key, ok=False)
+        url: str | None = first.next_url if first else query.url
         try:
+            if first is not None and first.failure is not None:
+                raise first.failure
             while url is not None:
                 if not same_base(base_url, url):
                     # A next link elsewhere would carry the token to another host: stop here.
@@ -227,15 +324,7 @@ class FhirClient:
                         result.reason = f"stopped after {page_limit} pages"
                     break
                 body = self._get_json(url, base_url=base_url, token=token, call=call, query=query)
-                url = self._absorb(query, body, result)
-                result.pages += 1
-                if url is not None:
-                    url = urljoin(base_url + "/", url)
-                if len(result.resources) > self.max_entries:
-                    del result.resources[self.max_entries :]
-                    result.truncated = True
-                    result.reason = f"stopped at {self.max_entries} resources"
-                    break
+                url = self._take_page(query, body, result, base_url)
             result.ok = True
         except _Failure as failure:
             if failure.not_found:
@@ -257,6 +346,17 @@ class FhirClient:
         return result
 
     # -------------------------------------------------------------------------------------------------------------
+    def _take_page(self, query: FhirQuery, body: dict[str, Any], result: FetchResult, base_url: str) -> str | None:
+        """One page into ``result``; the absolute URL of the next one, or None (none, or enough resources read)."""
+        url = self._absorb(query, body, result)
+        result.pages += 1
+        if len(result.resources) > self.max_entries:
+            del result.resources[self.max_entries :]
+            result.truncated = True
+            result.reason = f"stopped at {self.max_entries} resources"
+            return None
+        return urljoin(base_url + "/", url) if url is not None else None
+
     def _absorb(self, query: FhirQuery, body: dict[str, Any], result: FetchResult) -> str | None:
         """Add a response body's resources to ``result``; return the next page's URL, if any."""
         kind = body.get("resourceType")
@@ -292,15 +392,39 @@ class FhirClient:
             url = location
         raise _Failure("too many redirects")
 
-    def _request(self, url: str, headers: dict[str, str], call: _Call) -> urllib3.BaseHTTPResponse:
+    def _post_json(self, base_url: str, body: bytes, *, token: str | None, call: _Call) -> dict[str, Any]:
+        """A batch to the base itself; its answer holds what separate answers would, so the call's budget bounds it."""
+        headers = {"Accept": _FHIR_JSON, "Content-Type": _FHIR_JSON}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self._request(base_url, headers, call, method="POST", body=body)
+        location, raw = self._answer(response, base_url, call, max(self.max_response_bytes, call.budget.limit))
+        if location is not None:
+            raise _Failure("batch redirected: not followed")
+        return _parse(raw, call.budget)
+
+    def _read_capabilities(self, base_url: str) -> dict[str, Any] | None:
+        """The server's CapabilityStatement (``GET [base]/metadata``, no token: it is public), or None."""
+        call = _Call(time.monotonic() + _CAPABILITY_TIMEOUT_S, ByteBudget(_CAPABILITY_BYTES))
+        url = f"{base_url}/metadata"
+        query = FhirQuery("metadata", url, "CapabilityStatement", True, max_bytes=_CAPABILITY_BYTES, accept=_FHIR_JSON)
+        try:
+            return self._get_json(query.url, base_url=base_url, token=None, call=call, query=query)
+        except _Failure:
+            return None
+
+    def _request(
+        self, url: str, headers: dict[str, str], call: _Call, *, method: str = "GET", body: bytes | None = None
+    ) -> urllib3.BaseHTTPResponse:
         remaining = call.deadline - time.monotonic()
         if remaining <= 0:
             raise _Failure("deadline exceeded")
         timeout = max(_MIN_REQUEST_TIMEOUT_S, min(self.request_timeout_s, remaining))
         try:
             return self._http.request(
-                "GET",
+                method,
                 url,
+                body=body,
                 headers=headers,
                 timeout=urllib3.Timeout(connect=timeout, read=timeout),
                 redirect=False,

@@ -29,7 +29,9 @@ BASELINE_TABLES = frozenset({"feedback", "issued_card", "decision_audit", "seen_
 # One upgrade at a time per PostgreSQL database (two Jobs, a Job and a developer): a transaction-scoped advisory
 # lock; the loser waits, then finds the schema at head. The key is arbitrary but fixed ("dvtc").
 _PG_LOCK_KEY = 0x64767463
-_LOCAL = threading.Lock()  # SQLite has no such lock: threads of one process (tests) take turns here
+# SQLite has no such lock: threads of one process (tests) take turns here, and hold it until their transaction has
+# committed (store.py takes it around the transaction): a second upgrade must not see tables without their version.
+UPGRADES = threading.RLock()
 
 
 class SchemaError(Exception):
@@ -107,7 +109,7 @@ def require_current(conn: Connection) -> SchemaState:
 
 def upgrade(conn: Connection) -> Upgrade:
     """Bring the database to head inside the caller's transaction."""
-    with _LOCAL:
+    with UPGRADES:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         before = MigrationContext.configure(conn).get_current_revision()

@@ -246,7 +246,8 @@ class Store:
                                 extra={"fields": {"key": found.current}},
                             )
                     else:
-                        self._execute(migrations.upgrade, timeout_s=max(self.timeout_s, 10.0))
+                        with migrations.UPGRADES:  # until committed (schema.py says why)
+                            self._execute(migrations.upgrade, timeout_s=max(self.timeout_s, 10.0))
                     self._schema_ready = True
                 except migrations.SchemaError as error:
                     if not at_start:  # at start the caller refuses in its own words; later, operations fail
@@ -267,7 +268,8 @@ class Store:
 
     def upgrade_schema(self) -> migrations.Upgrade:
         """``dvt-cds db upgrade``: the database at the newest revision."""
-        result = self._execute(migrations.upgrade, timeout_s=MIGRATION_TIMEOUT_S)
+        with migrations.UPGRADES:
+            result = self._execute(migrations.upgrade, timeout_s=MIGRATION_TIMEOUT_S)
         self._schema_ready = True
         return result
 

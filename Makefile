@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz bench clean system-packages
+.PHONY: run test lint fuzz bench clean system-packages lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ fuzz: $(VENV)/.stamp-test
 # saved under bench/results/ and compared with the previous run.
 bench: $(VENV)/.stamp-test system-packages
 	$(BIN)/python -m bench.run
+
+# requirements.lock, which the Dockerfile installs by hash: pip resolves pyproject.toml's dependencies against PyPI.
+# Run it under the Python of the Dockerfile's base image (its header says which) after changing a dependency.
+lock: | $(BIN)/python
+	$(BIN)/python deploy/lock_requirements.py
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .

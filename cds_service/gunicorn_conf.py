@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.front.config import listen_address
+from cds_service.logs import server_log_config
 from cds_service.settings import Settings
 
 _settings = Settings()
@@ -25,6 +26,7 @@ keepalive = 5  # the front's upstream keepalive_timeout (4 s) stays below this
 accesslog = None  # the service logs one structured line per call itself
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+logconfig_dict = server_log_config(_settings.log_level)  # gunicorn's own lines as JSON too, like the service's
 proc_name = "dvt-cds"
 # gunicorn ≥ 25 opens a control socket at one fixed path per user: instances on a host would fight over it,
 # and nothing here uses it.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -78,6 +79,34 @@ class JsonFormatter(logging.Formatter):
                 tb = tb.tb_next
             entry["exception"] = {"type": exc_type.__name__, "at": frames[-6:]}
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class ServerLogFormatter(JsonFormatter):
+    """gunicorn's own lines (booting, signals, worker deaths, request errors) as the same JSON objects. Its messages
+    are its fixed words; a request it quotes loses its query string (the pathway view's launch parameters), so no
+    request content reaches the log this way either."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.msg = re.sub(r"\?\S*", "?…", record.getMessage())
+        copy.args = None
+        return super().format(copy)
+
+
+def server_log_config(level: str) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its error and access loggers through ServerLogFormatter, on stderr."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "cds_service.logs.ServerLogFormatter"}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": level, "handlers": ["stderr"], "propagate": False},
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
 
 
 def configure_logging(level: str) -> None:

@@ -74,7 +74,7 @@ def create_app(
     authenticator = ClientAuthenticator(settings, store, jwks_cache) if settings.auth == "jwt" else None
     concept_maps = SiteConceptMaps.load(settings.concept_maps)
     catalog = OrderCatalog.load(settings.order_catalog)
-    services = site_services(concept_maps)
+    services = site_services(concept_maps, settings.prefetch)
     by_id = {service.id: service for service in services}
     default_policy = fhir_server_policy(settings)
     callers = {

@@ -61,7 +61,7 @@ def scopes(templates: dict[str, str]) -> list[str]:
 def describe(profile_name: str, settings: Settings) -> dict[str, Any]:
     profile = PROFILES[profile_name]
     catalog = OrderCatalog.load(settings.order_catalog)
-    services = site_services(SiteConceptMaps.load(settings.concept_maps))
+    services = site_services(SiteConceptMaps.load(settings.concept_maps), settings.prefetch)
     return {
         "profile": profile_name,
         "description": profile.description,
@@ -73,7 +73,8 @@ def describe(profile_name: str, settings: Settings) -> dict[str, Any]:
                 "hook": service.hook,
                 "how_called": TRIGGERS[profile_name][service.id],
                 "prefetch": {key.name: key.template for key in service.prefetch},
-                "fhir_scopes": scopes({key.name: key.template for key in service.prefetch}),
+                # Under DVT_CDS_PREFETCH=lean the rest of the record is read with the token: its scopes too.
+                "fhir_scopes": scopes({key.name: key.template for key in (*service.prefetch, *service.rest)}),
             }
             for service in services
         ],

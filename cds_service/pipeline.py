@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from cds_service import metrics
 from cds_service.audit import AuditWriter, Decision
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.followups import ATTACHMENT_BYTES, needed_reads
+from cds_service.clinical.screen import dvt_in_view
 from cds_service.errors import BadRequest, CdsError
 from cds_service.fhir.client import ByteBudget, FhirClient
 from cds_service.fhir.conceptmaps import SiteConceptMaps
@@ -116,8 +118,11 @@ class CallPipeline:
                 fields["trigger"] = trigger
             server_allowed = caller.server_allowed or self._server_allowed
             budget = self._client.call_budget()  # one for the whole call: the prefetch fetches and the follow-ups
-            record = self._resolver.resolve(
-                service.prefetch,
+            drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
+            # DVT_CDS_PREFETCH=lean (service.rest): the screen first, the rest only for a DVT in view; order checks
+            # on draft orders read the whole record at once.
+            resolve = partial(
+                self._resolver.resolve,
                 context=context.model_dump(),
                 patient_id=context.patientId,
                 prefetch=request.prefetch,
@@ -128,10 +133,18 @@ class CallPipeline:
                 server_allowed=server_allowed,
                 budget=budget,
             )
-            drafts = context.draft_resources() if hasattr(context, "draft_resources") else []
+            record = resolve((*service.prefetch, *service.rest) if drafts else service.prefetch)
             self._concept_maps.apply_record(record, drafts)  # before the follow-ups: a local code may name a report
-            self._follow_up(record, context, request, deadline, server_allowed, budget)
-            self._concept_maps.apply_record(record)  # the Medications and reports the follow-ups brought
+            in_view = True
+            if service.rest and not drafts:
+                in_view = dvt_in_view(record, today=self._clock().date(), config=self._config)
+                fields["lean"] = "whole record" if in_view else "screen only"
+                if in_view:
+                    resolve(service.rest, into=record)
+                    self._concept_maps.apply_record(record)
+            if in_view:
+                self._follow_up(record, context, request, deadline, server_allowed, budget)
+                self._concept_maps.apply_record(record)  # the Medications and reports the follow-ups brought
             fields["fetch_ms"] = round((time.monotonic() - fetch_started) * 1000, 1)
             fields["sources"] = record.sources
             call = HookCall(

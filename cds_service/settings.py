@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # A call's first round of queries as one FHIR batch where the server's CapabilityStatement declares it ("auto"),
     # or always as separate parallel GETs ("off"); what a batch cannot answer is asked alone either way.
     fhir_batch: Literal["auto", "off"] = "auto"
+    # What a chart open asks of the EHR: "full", the whole record; "lean", the Patient, the DVT Conditions and the
+    # venous duplex studies, and the rest from fhirServer only when a DVT is in view (hooks that answer only about one).
+    prefetch: Literal["full", "lean"] = "full"
 
     # --- hostile input -------------------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cds_service.clinical.config import RuleConfig
@@ -39,10 +39,24 @@ class HookService:
     hook: str
     title: str
     description: str
-    prefetch: tuple[PrefetchKey, ...]
+    prefetch: tuple[PrefetchKey, ...]  # what discovery advertises (and the EHR may prefetch)
     context_model: type[_Context]
     handler: Callable[[HookCall], HookResult]
     usage_requirements: str | None = None
+    # DVT_CDS_PREFETCH=lean: the keys that show whether a DVT is in view (a service answering nothing without one
+    # offers them; empty: always the full record), and, once lean, the keys read only when one is.
+    screen: tuple[PrefetchKey, ...] = ()
+    rest: tuple[PrefetchKey, ...] = ()
+
+    def lean(self) -> HookService:
+        """The service asking the EHR only for its screen; the rest of its record is read when a DVT is in view."""
+        if not self.screen:
+            return self
+        names = {key.name for key in self.screen}
+        # The screen's Patient and DVT Conditions are what a call cannot do without (412); what the rest could not
+        # read is named in the card, as for any other key.
+        rest = tuple(replace(key, required=False) for key in self.prefetch if key.name not in names)
+        return replace(self, prefetch=self.screen, rest=rest)
 
     def descriptor(self) -> ServiceDescriptor:
         return ServiceDescriptor(

@@ -29,6 +29,7 @@ SERVICE = HookService(
         "duplex at 1 and 2 weeks, with ready-to-sign orders for both options."
     ),
     prefetch=(*templates.PATIENT_DATA, templates.ENCOUNTER),
+    screen=templates.SCREEN,
     context_model=EncounterDischargeContext,
     handler=handle,
 )

@@ -79,6 +79,7 @@ SERVICE = HookService(
         "triggers, sent as patient-view, also run the discharge and order checks."
     ),
     prefetch=(*templates.PATIENT_DATA, templates.ENCOUNTER),
+    screen=templates.SCREEN,
     context_model=PatientViewContext,
     handler=handle,
 )

@@ -16,6 +16,7 @@ from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.ddimer import DDIMER_SETS
 from cds_service.clinical.facts import LAB_SETS, ULTRASOUND_SETS
 from cds_service.clinical.terminology import codes_of, query_systems, valueset
+from cds_service.clinical.thrombosis import CONDITION_SETS
 from cds_service.fhir.prefetch import FetchPart, PrefetchKey
 
 
@@ -59,6 +60,26 @@ PATIENT = PrefetchKey("patient", "Patient/{{context.patientId}}", required=True)
 # only in words is read by its text.
 CONDITIONS = PrefetchKey(
     "conditions", "Condition?patient={{context.patientId}}", required=True, fetch=(FetchPart(count=PAGE_ALL),)
+)
+# DVT_CDS_PREFETCH=lean: the Conditions that can say a DVT of this episode (acute, suspected or unreadable; a chronic
+# one alone is an earlier episode and gives no card) — a chart without one, nor a recent venous duplex study, is
+# answered without the rest of its record. A DVT written only in words, with no code, is not found this way (the
+# README says so).
+DVT_CONDITION_SETS = tuple(vs for vs, _ in CONDITION_SETS)
+
+
+def _any_system_codes(*valuesets: str) -> str:
+    """Codes without a system (FHIR: a token without ``|`` matches the code in any system), ICD-10-CM also without
+    its dot: the ways EHRs store them (OIDs, MIMIC's own systems, ``I82461``) in a URL a server accepts."""
+    codes = [code for vs in valuesets for system in valueset(vs).include for code in codes_of(vs, system)]
+    return ",".join(dict.fromkeys(c for code in codes for c in (code, code.replace(".", ""))))
+
+
+DVT_CONDITIONS = PrefetchKey(
+    "dvtConditions",
+    "Condition?patient={{context.patientId}}&code=" + _any_system_codes(*DVT_CONDITION_SETS),
+    required=True,
+    fetch=(FetchPart(count=100),),
 )
 DDIMER = PrefetchKey(
     "ddimer",
@@ -132,6 +153,7 @@ ENCOUNTER = PrefetchKey("encounter", "Encounter/{{context.encounterId}}")
 
 # Which value sets each code-filtered key asks for: a site's local codes mapped onto them are asked for too.
 CODE_FILTERED: dict[str, tuple[str, ...]] = {
+    "dvtConditions": DVT_CONDITION_SETS,
     "ddimer": DDIMER_SETS,
     "ultrasound": ULTRASOUND_SETS,
     "ultrasoundReports": ULTRASOUND_SETS,
@@ -197,3 +219,6 @@ PATIENT_DATA: tuple[PrefetchKey, ...] = (
     PROCEDURES,
     IMAGING_ORDERS,
 )
+# DVT_CDS_PREFETCH=lean: what a chart open asks for first. The duplex keys are read whole as under full prefetch
+# (a patient has few studies; the older ones are the earlier episodes a DVT's assessment reads).
+SCREEN: tuple[PrefetchKey, ...] = (PATIENT, DVT_CONDITIONS, ULTRASOUND, ULTRASOUND_REPORTS, IMAGING_REPORTS)

@@ -154,8 +154,10 @@ class PrefetchResolver:
         today: date | None = None,
         server_allowed: Callable[[str], tuple[bool, str]] | None = None,
         budget: ByteBudget | None = None,
+        into: PatientRecord | None = None,
     ) -> PatientRecord:
-        record = PatientRecord(patient_id=patient_id)
+        """The keys' resources in a record (``into``, to add a second round of keys to the first's record)."""
+        record = into if into is not None else PatientRecord(patient_id=patient_id)
         sent = prefetch or {}
         states: list[_KeyState] = []
         for key in keys:

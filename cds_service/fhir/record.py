@@ -62,6 +62,7 @@ class PatientRecord:
     _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _typed: dict[int, Any] = field(default_factory=dict, repr=False)
     _foreign: int = field(default=0, repr=False)
+    _foreign_note: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._own_reference = f"Patient/{self.patient_id}"
@@ -86,8 +87,13 @@ class PatientRecord:
         self.gaps.append(gap)
 
     def finish(self) -> PatientRecord:
-        if self._foreign:
-            self.notes.append(f"{self._foreign} resource(s) belonging to another patient were ignored")
+        """Say how many resources of another patient were dropped; again after a second round, in the same place."""
+        note = f"{self._foreign} resource(s) belonging to another patient were ignored"
+        if self._foreign_note in self.notes:
+            self.notes[self.notes.index(self._foreign_note)] = note
+        elif self._foreign:
+            self.notes.append(note)
+        self._foreign_note = note if self._foreign else None
         return self
 
     def _belongs_to_patient(self, kind: str, resource: dict[str, Any]) -> bool:

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fuzz bench clean system-packages lock
+.PHONY: run test lint fuzz bench bench-scale clean system-packages lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench: $(VENV)/.stamp-test system-packages
 # Run it under the Python of the Dockerfile's base image (its header says which) after changing a dependency.
 lock: | $(BIN)/python
 	$(BIN)/python deploy/lock_requirements.py
+
+# One production instance against two on one PostgreSQL database (127.0.0.1:5432 by default), JWT on: throughput
+# and the ratio (about a minute). On one machine the instances share its cores: bench/scale.py says what that means.
+bench-scale: $(VENV)/.stamp-test system-packages
+	$(BIN)/python -m bench.scale
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .

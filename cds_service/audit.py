@@ -71,6 +71,10 @@ class AuditWriter:
         self._failed_puts = 0
         self._last_put_log = 0.0
         atexit.register(self.close)
+        if start and self._pending():
+            # Rows a previous process left (a killed worker, a restarted container on the same outbox) are moved
+            # now, not at this process's first call: a pod taken out of rotation may get none.
+            self._ensure_thread()
 
     def submit(self, decision: Decision) -> None:
         """Durable in the outbox on return; never raises (the audit never fails a hook call)."""

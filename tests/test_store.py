@@ -219,3 +219,21 @@ def test_ping_answers_true_when_the_store_is_up_and_false_when_it_is_gone(store:
     (tmp_path / "gone.sqlite3").mkdir()  # the database file is now a directory: nothing can be read
     assert broken.ping() is False  # never raises
     broken.close()
+
+
+def test_rows_left_in_the_outbox_are_moved_without_waiting_for_a_call(store: Store) -> None:
+    """A container restarted on the same outbox (Kubernetes keeps an emptyDir across restarts) moves what the
+    killed one left before its first call: a pod out of rotation may get none."""
+    import time
+
+    from cds_service.audit import AuditWriter, Decision
+
+    killed = AuditWriter(store, start=False)  # puts rows, never moves them: what a SIGKILL leaves
+    killed.submit(Decision("left-behind", "svc", 200, None, (), (), 1.0))
+    killed.outbox.close()
+    restarted = AuditWriter(store)
+    deadline = time.monotonic() + 10
+    while not store.decisions("left-behind") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [d["hook_instance"] for d in store.decisions("left-behind")] == ["left-behind"]
+    restarted.close()

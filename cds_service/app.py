@@ -210,13 +210,14 @@ def create_app(
     @app.errorhandler(CdsError)
     def _cds_error(error: CdsError) -> Response:
         if isinstance(error, Unauthorized):
-            metrics.JWT_REJECTIONS.labels(error.category).inc()
+            metrics.JWT_REJECTIONS.labels(error.category, error.issuer or metrics.UNKNOWN_ISSUER).inc()
             log_fields(
                 log,
                 logging.WARNING,
                 "request rejected",
                 event="auth-rejected",
                 reason=error.reason,
+                issuer=error.issuer,
                 path=_path_shape(request.path),
             )
             response = jsonify(operation_outcome(401, "Unauthorized"))

@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from cds_service import schema
 from cds_service.settings import Settings
-from cds_service.store import Store, StoreTimeout
+from cds_service.store import SchemaPolicy, Store, StoreTimeout
 
 
 def add_arguments(commands: Any, run: Callable[[argparse.Namespace], int]) -> None:
@@ -70,9 +70,9 @@ def run_purge(settings: Settings, older_than_days: int | None) -> int:
     return 0
 
 
-def _open(settings: Settings, policy: str) -> Store:
+def _open(settings: Settings, policy: SchemaPolicy) -> Store:
     try:
-        return Store.from_settings(settings, schema=policy)  # type: ignore[arg-type]
+        return Store.from_settings(settings, schema=policy)
     except schema.SchemaError as error:
         print(f"dvt-cds: {error}", file=sys.stderr)
         raise SystemExit(2) from None

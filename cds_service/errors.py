@@ -51,6 +51,9 @@ class Unauthorized(CdsError):
         super().__init__("Unauthorized")
         self.reason = reason
         self.category = category  # a fixed word, for the rejection counter
+        # The trusted issuer's short name when the token names one we trust (a wrong aud, an expired or replayed
+        # token of a known EHR); None otherwise — an untrusted iss is never a label (anyone could mint them).
+        self.issuer: str | None = None
 
 
 class NotFound(CdsError):

@@ -30,7 +30,12 @@ FHIR_BATCHES = Counter(
     "dvt_cds_fhir_batches_total", "First rounds of queries sent as one FHIR batch, by outcome", ["outcome"]
 )
 SHED = Counter("dvt_cds_shed_total", "Calls answered 503 at once because they waited too long for a thread")
-JWT_REJECTIONS = Counter("dvt_cds_jwt_rejections_total", "Calls refused with 401, by reason", ["reason"])
+JWT_REJECTIONS = Counter(
+    "dvt_cds_jwt_rejections_total",
+    "Calls refused with 401, by reason and trusted issuer (unknown: no trusted issuer named)",
+    ["reason", "issuer"],
+)
+UNKNOWN_ISSUER = "unknown"
 
 
 def render(multiprocess_dir: str | None) -> tuple[bytes, str]:

@@ -305,7 +305,14 @@ class ClientAuthenticator:
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise Unauthorized("issuer not trusted", "issuer")
+        try:
+            return self._verify(token, header, issuer, path)
+        except Unauthorized as error:
+            error.issuer = issuer.label  # which EHR's calls fail, for its operators (metrics, logs)
+            raise
 
+    def _verify(self, token: str, header: dict[str, Any], issuer: TrustedIssuer, path: str) -> CallerIdentity:
+        alg, kid = header["alg"], header["kid"]
         audience = (issuer.audience or self._settings.base_url).rstrip("/") + path
         jwk = self._find_key(issuer, header, kid)
         if jwk is None:

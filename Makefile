@@ -57,10 +57,11 @@ test: $(VENV)/.stamp-test tests/medplum/node_modules/.stamp system-packages
 fuzz: $(VENV)/.stamp-test
 	FUZZ_EXAMPLES_PER_SERVICE=13000 $(BIN)/python -m pytest tests/security/test_fuzz.py -p no:logging -q --hypothesis-profile=fuzz
 
-# The service under gunicorn against its floor, driven from a separate process (several minutes); results are
-# saved under bench/results/ and compared with the previous run.
-bench: $(VENV)/.stamp-test system-packages
-	$(BIN)/python -m bench.run
+# The service under gunicorn against its floor, driven from a separate process, and the fetch path against the
+# Medplum test server behind a 50 ms proxy (about ten minutes); results are saved under bench/results/ and compared
+# with the previous run. BENCH_ARGS="--before REV" measures an older revision beside it in the same run.
+bench: $(VENV)/.stamp-test tests/medplum/node_modules/.stamp system-packages
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # requirements.lock, which the Dockerfile installs by hash: pip resolves pyproject.toml's dependencies against PyPI.
 # Run it under the Python of the Dockerfile's base image (its header says which) after changing a dependency.

@@ -68,7 +68,7 @@ def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> sub
 
 
 def measure(workers: int = 2, threads: int = 8, seconds: float = 3.0, rounds: int = 3) -> dict[str, float]:
-    from bench.run import free_port  # not at import: bench.run imports this module
+    from bench.servers import free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="dvt-cds-bench-front-"))
     now = payloads.bench_now()
@@ -88,17 +88,21 @@ def measure(workers: int = 2, threads: int = 8, seconds: float = 3.0, rounds: in
     )
     try:
         service = requests.get(f"http://127.0.0.1:{direct_port}/cds-services", timeout=5).json()["services"][0]
-        body = json.dumps(
-            payloads.hook_request(
-                service, payloads.record(payloads.TYPICAL, now), payloads.TYPICAL, now, prefetch=True
+        body = workdir / "body.json"  # bench/load.py gives each request its own hookInstance
+        body.write_text(
+            json.dumps(
+                payloads.hook_request(
+                    service, payloads.record(payloads.TYPICAL, now), payloads.TYPICAL, now, prefetch=True
+                )
             )
-        ).encode()
+        )
         path = f"/cds-services/{service['id']}"
         runs: dict[str, list[dict[str, float]]] = {"direct": [], "front": []}
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as loader:
             for _ in range(rounds):  # interleaved: drift in the machine hits both alike
                 for name, port in (("direct", direct_port), ("front", front_port)):
-                    runs[name].append(summarize(loader.submit(drive, port, path, body, CLIENTS, seconds, 0.5).result()))
+                    result = loader.submit(drive, port, path, [body], CLIENTS, seconds, 0.5).result()
+                    runs[name].append(summarize(result))
     finally:
         for process in (front, direct):
             process.send_signal(signal.SIGTERM)

@@ -4,7 +4,9 @@
 * large: Synthea patient 79a66c97… (2,768 resources) + the same DVT.
 
 Prefetch is rendered from the service's own templates against the record with the replay's FHIR-search emulator,
-so the bench sends what an EHR following the templates would send.
+so the bench sends what an EHR following the templates would send. ``variant(k)`` is the same record as another
+patient: every id its own, every date k days earlier, so no cache keyed by a patient, a resource or a text can
+answer twice.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.load import PLACEHOLDER
 from cds_service.fhir.prefetch import render
+from cds_service.replay.scenarios import shift_dates
 from cds_service.replay.search import search, searchset
 
 SYNTHEA = Path(__file__).resolve().parents[1] / "tests" / "data" / "third-party" / "sample-bulk-10-patients"
@@ -43,7 +47,7 @@ def distal_dvt(patient_id: str, now: datetime) -> list[dict[str, Any]]:
     return [
         {
             "resourceType": "Condition",
-            "id": "bench-dvt",
+            "id": f"bench-dvt-{patient_id[:8]}",
             "subject": subject,
             "clinicalStatus": {
                 "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
@@ -66,7 +70,7 @@ def distal_dvt(patient_id: str, now: datetime) -> list[dict[str, Any]]:
         },
         {
             "resourceType": "Observation",
-            "id": "bench-ddimer",
+            "id": f"bench-ddimer-{patient_id[:8]}",
             "status": "final",
             "subject": subject,
             "code": {"coding": [{"system": "http://loinc.org", "code": "48065-7"}]},
@@ -75,7 +79,7 @@ def distal_dvt(patient_id: str, now: datetime) -> list[dict[str, Any]]:
         },
         {
             "resourceType": "Observation",
-            "id": "bench-us",
+            "id": f"bench-us-{patient_id[:8]}",
             "status": "final",
             "subject": subject,
             "category": [
@@ -107,6 +111,29 @@ def distal_dvt(patient_id: str, now: datetime) -> list[dict[str, Any]]:
 
 def record(patient_id: str, now: datetime) -> list[dict[str, Any]]:
     return synthea(patient_id) + distal_dvt(patient_id, now)
+
+
+def variant(resources: list[dict[str, Any]], patient_id: str, k: int) -> tuple[list[dict[str, Any]], str]:
+    """The record as patient ``k``: ids suffixed (references follow), dates ``k`` days earlier; k = 0 is the record."""
+    if k == 0:
+        return resources, patient_id
+    suffix = f"-v{k}"
+    ids = {(r["resourceType"], r["id"]) for r in resources if isinstance(r.get("id"), str)}
+
+    def renamed(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {key: renamed(v) for key, v in value.items()}
+            if isinstance(out.get("resourceType"), str) and (out["resourceType"], out.get("id")) in ids:
+                out["id"] += suffix
+            ref = out.get("reference")
+            if isinstance(ref, str) and tuple(ref.split("/")[-2:]) in ids:
+                out["reference"] = ref + suffix
+            return out
+        if isinstance(value, list):
+            return [renamed(v) for v in value]
+        return value
+
+    return shift_dates([renamed(r) for r in resources], -k), patient_id + suffix
 
 
 def drafts(patient_id: str, now: datetime) -> dict[str, Any]:
@@ -177,7 +204,7 @@ def hook_request(
         context["draftOrders"] = drafts(patient_id, now)
     if hook == "order-select":
         context["selections"] = ["MedicationRequest/bench-draft-apixaban"]
-    body: dict[str, Any] = {"hook": hook, "hookInstance": "00000000-0000-4000-8000-000000000000", "context": context}
+    body: dict[str, Any] = {"hook": hook, "hookInstance": PLACEHOLDER, "context": context}
     if fhir_server:
         body["fhirServer"] = fhir_server
     if prefetch:

@@ -8,7 +8,6 @@ thread pool and database engine.
 
 from __future__ import annotations
 
-import gc
 import os
 
 from cds_service.settings import Settings
@@ -18,6 +17,7 @@ if settings.metrics_dir:
     # prometheus_client chooses per-process value files when this is set before it is first imported.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
 
+from cds_service import gc_tuning  # noqa: E402
 from cds_service.app import create_app  # noqa: E402 - after the metrics directory is known
 from cds_service.listeners import MetricsPortSplit  # noqa: E402
 from cds_service.logs import configure_logging  # noqa: E402
@@ -29,8 +29,4 @@ application = create_app(settings, store=Store.from_settings(settings, schema="r
 if settings.metrics_port:
     application.wsgi_app = MetricsPortSplit(application.wsgi_app, settings.metrics_port)  # type: ignore[method-assign]
 
-# A request allocates millions of small, acyclic JSON containers that reference counting frees; at the default
-# thresholds the cyclic collector runs over them again and again mid-request (measured on the 2,800-resource
-# record: 133 ms worst case → 72 ms with these settings, bench/results). Freeze what warm-up built, collect rarely.
-gc.freeze()
-gc.set_threshold(100_000, 50, 100)
+gc_tuning.tune()  # what warm-up built is frozen, the collector runs rarely (the bench's floor runs under the same)

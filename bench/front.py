@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import requests
 
 from bench import payloads
 from bench.load import drive, summarize
+from bench.servers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.90
@@ -57,14 +57,7 @@ def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> sub
     )
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    for _ in range(600):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"{command[-1]} did not start: see {log}")
+    return wait_healthy(process, port, f"{command[-1]} did not start: see {log}")
 
 
 def measure(workers: int = 2, threads: int = 8, seconds: float = 3.0, rounds: int = 3) -> dict[str, float]:

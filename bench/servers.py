@@ -78,6 +78,11 @@ def start_gunicorn(
         stderr=subprocess.STDOUT,
         cwd=root,
     )
+    return wait_healthy(process, port, f"{app} did not start: see {workdir}")
+
+
+def wait_healthy(process: subprocess.Popen, port: int, failure: str) -> subprocess.Popen:
+    """``process`` once its /healthz answers 200 (at most a minute), else killed and the bench stops."""
     for _ in range(600):
         try:
             if requests.get(f"{base_url(port)}/healthz", timeout=1).status_code == 200:
@@ -85,7 +90,7 @@ def start_gunicorn(
         except requests.RequestException:
             time.sleep(0.1)
     process.kill()
-    raise SystemExit(f"{app} did not start: see {workdir}")
+    raise SystemExit(failure)
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -26,9 +26,7 @@ class _Pending:
     since: float | None = None  # when the connection's outstanding request was passed on
 
 
-async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: _Pending, counts: _Counts
-) -> None:
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: _Pending, counts: _Counts) -> None:
     try:
         while chunk := await reader.read(65536):
             if pending.since is not None:

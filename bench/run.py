@@ -401,4 +401,3 @@ def report(
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

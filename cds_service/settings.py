@@ -224,7 +224,9 @@ class Settings(BaseSettings):
         # Written into the CSP header as they are: an origin each, nothing that could end the directive.
         for origin in value:
             if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|'self'", origin):
-                raise ValueError(f"DVT_CDS_SMART_FRAME_ANCESTORS: {origin[:80]!r} is not an origin (scheme://host[:port])")
+                raise ValueError(
+                    f"DVT_CDS_SMART_FRAME_ANCESTORS: {origin[:80]!r} is not an origin (scheme://host[:port])"
+                )
         return value
 
     @field_validator(

@@ -27,8 +27,20 @@ def resolve() -> list[dict]:
         report = Path(scratch) / "report.json"
         subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
             [
-                sys.executable, "-m", "pip", "install", "--isolated", "--quiet", "--dry-run", "--ignore-installed",
-                "--index-url", "https://pypi.org/simple", "--report", str(report), f"{ROOT}[postgres]", *BUILD,
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--isolated",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--index-url",
+                "https://pypi.org/simple",
+                "--report",
+                str(report),
+                f"{ROOT}[postgres]",
+                *BUILD,
             ],
             check=True,
         )

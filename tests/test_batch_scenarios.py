@@ -20,9 +20,7 @@ from tests.test_scenarios import CONCEPT_MAP, LIBRARY
 
 def _app(tmp_path_factory: pytest.TempPathFactory, batch: str) -> Flask:
     db = tmp_path_factory.mktemp("batch") / "store.sqlite3"
-    settings = Settings(
-        auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)], fhir_batch=batch
-    )
+    settings = Settings(auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)], fhir_batch=batch)
     return create_app(settings, clock=lambda: LIBRARY.anchor)
 
 

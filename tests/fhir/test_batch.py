@@ -121,9 +121,7 @@ def queries(ehr: FakeEhr, *targets: str) -> list[FhirQuery]:
 
 
 def fetch(client: FhirClient, ehr: FakeEhr, *targets: str) -> dict[str, Any]:
-    results = client.fetch_many(
-        queries(ehr, *targets), base_url=ehr.base, token=TOKEN, deadline=time.monotonic() + 20
-    )
+    results = client.fetch_many(queries(ehr, *targets), base_url=ehr.base, token=TOKEN, deadline=time.monotonic() + 20)
     return {key: [r["id"] for r in result.resources] if result.ok else result.reason for key, result in results.items()}
 
 

@@ -73,8 +73,12 @@ lock: | $(BIN)/python
 bench-scale: $(VENV)/.stamp-test system-packages
 	$(BIN)/python -m bench.scale
 
+# Style, formatting, types and the layer contracts of pyproject.toml ([tool.importlinter]).
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3 .pytest_cache .ruff_cache .hypothesis

@@ -35,13 +35,14 @@ from cds_service.errors import (
 )
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.conceptmaps import SiteConceptMaps
+from cds_service.hosts import is_loopback_host
 from cds_service.jsonbody import read_json
 from cds_service.logs import log_fields
 from cds_service.pipeline import Caller, CallPipeline, validation_details
 from cds_service.profiles import OrderCatalog
 from cds_service.protocol import FeedbackRequest
 from cds_service.security import ClientAuthenticator, JwksCache, fhir_server_policy
-from cds_service.settings import Settings, is_loopback_host, unknown_variables
+from cds_service.settings import Settings, unknown_variables
 from cds_service.smart import register_pathway_view
 from cds_service.store import Store
 from cds_service.warmup import warm_up

@@ -12,14 +12,17 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3
 from urllib3.util import make_headers
 
-from cds_service.settings import Settings, is_loopback_host
+from cds_service.hosts import is_loopback_host
+
+if TYPE_CHECKING:  # the FHIR layer below reads no settings module at run time
+    from cds_service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class RoutedPoolManager:
     plain one for the rest (one ProxyManager cannot send some requests direct)."""
 
     def __init__(self, egress: Egress, **kwargs: Any):
-        assert egress.https_proxy is not None
+        if egress.https_proxy is None:
+            raise ValueError("RoutedPoolManager needs an HTTPS proxy")
         self._egress = egress
         self._direct = urllib3.PoolManager(**kwargs)
         proxy = urlsplit(egress.https_proxy)

@@ -106,7 +106,9 @@ class HookRequest(_Request):
         return self.fhirAuthorization.access_token.get_secret_value() if self.fhirAuthorization else None
 
 
-class _Context(_Request):
+class HookContext(_Request):
+    """The context every hook shares (CDS Hooks 2.0): who is looking at which patient, in which encounter."""
+
     userId: str | None = Field(default=None, max_length=1024)
     patientId: str
     encounterId: str | None = None
@@ -142,7 +144,7 @@ def _draft_resources(bundle: dict[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
-class PatientViewContext(_Context):
+class PatientViewContext(HookContext):
     # Epic fires its native order triggers (enter order 18, sign orders 23) as patient-view, with the orders.
     draftOrders: dict[str, Any] | None = None
 
@@ -155,7 +157,7 @@ class PatientViewContext(_Context):
         return _draft_resources(self.draftOrders)
 
 
-class _DraftOrdersContext(_Context):
+class _DraftOrdersContext(HookContext):
     draftOrders: dict[str, Any]
 
     @field_validator("draftOrders")
@@ -184,7 +186,7 @@ class OrderSelectContext(_DraftOrdersContext):
         return value
 
 
-class EncounterDischargeContext(_Context):
+class EncounterDischargeContext(HookContext):
     encounterId: str  # required by the encounter-discharge hook
 
 

@@ -70,7 +70,8 @@ def _script() -> ScriptDirectory:
 
 def head() -> str:
     found = _script().get_current_head()
-    assert found is not None
+    if found is None:
+        raise RuntimeError("the migrations folder has no head revision")
     return found
 
 

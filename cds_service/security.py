@@ -24,7 +24,8 @@ import requests
 
 from cds_service.egress import DIRECT, Egress
 from cds_service.errors import ServiceUnavailable, Unauthorized
-from cds_service.settings import Settings, TrustedIssuer, is_loopback_host
+from cds_service.hosts import is_loopback_host
+from cds_service.settings import Settings, TrustedIssuer
 from cds_service.store import Store
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ those defaults.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cds_service.clinical import thresholds
+from cds_service.hosts import is_loopback_host
 
 EhrProfile = Literal["hl7", "epic", "oracle"]
 
@@ -288,12 +288,3 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     known = {f"DVT_CDS_{name.upper()}" for name in Settings.model_fields}
     known |= {f"{name}_FILE" for name in known}
     return sorted(name for name in environ if name.upper().startswith("DVT_CDS_") and name.upper() not in known)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

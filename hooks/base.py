@@ -9,7 +9,7 @@ from datetime import datetime
 from cds_service.clinical.config import RuleConfig
 from cds_service.fhir.prefetch import PrefetchKey
 from cds_service.fhir.record import PatientRecord
-from cds_service.protocol import Card, HookRequest, ServiceDescriptor, _Context
+from cds_service.protocol import Card, HookContext, HookRequest, ServiceDescriptor
 
 
 @dataclass
@@ -17,7 +17,7 @@ class HookCall:
     """One invocation, parsed and resolved: everything a handler reads."""
 
     request: HookRequest
-    context: _Context
+    context: HookContext
     record: PatientRecord
     now: datetime
     config: RuleConfig
@@ -40,7 +40,7 @@ class HookService:
     title: str
     description: str
     prefetch: tuple[PrefetchKey, ...]  # what discovery advertises (and the EHR may prefetch)
-    context_model: type[_Context]
+    context_model: type[HookContext]
     handler: Callable[[HookCall], HookResult]
     usage_requirements: str | None = None
     # DVT_CDS_PREFETCH=lean: the keys that show whether a DVT is in view (a service answering nothing without one

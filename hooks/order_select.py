@@ -11,7 +11,8 @@ from hooks.order_checks import check_drafts
 
 def handle(call: HookCall) -> HookResult:
     context = call.context
-    assert isinstance(context, OrderSelectContext)
+    if not isinstance(context, OrderSelectContext):
+        raise TypeError(f"order-select needs an OrderSelectContext, not {type(context).__name__}")
     drafts = context.draft_resources()
     selected = set(context.selections)
     chosen = [r for r in drafts if reference_of(r) in selected]

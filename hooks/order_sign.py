@@ -10,7 +10,8 @@ from hooks.order_checks import check_drafts
 
 def handle(call: HookCall) -> HookResult:
     context = call.context
-    assert isinstance(context, OrderSignContext)
+    if not isinstance(context, OrderSignContext):
+        raise TypeError(f"order-sign needs an OrderSignContext, not {type(context).__name__}")
     drafts = context.draft_resources()
     return check_drafts(call, drafts, drafts)
 

@@ -46,7 +46,8 @@ def _plans(assessment: Assessment, ctx: CardContext) -> list[sec.Part]:
 
 def recommendation_card(assessment: Assessment, ctx: CardContext) -> Card:
     topic = assessment.recommendation
-    assert topic in (Topic.ANTICOAGULATE, Topic.SERIAL_IMAGING, Topic.SHARED_DECISION)
+    if topic not in (Topic.ANTICOAGULATE, Topic.SERIAL_IMAGING, Topic.SHARED_DECISION):
+        raise ValueError(f"no recommendation card for {topic}")
     w = Words(ctx.facts, ctx.today)
     episode = assessment.episode
     where = "muscular calf vein" if episode is not None and episode.muscular_only else "calf"
@@ -107,7 +108,8 @@ def recommendation_card(assessment: Assessment, ctx: CardContext) -> Card:
 
 def extension_card(assessment: Assessment, ctx: CardContext) -> Card:
     ext = assessment.extension
-    assert ext is not None
+    if ext is None:
+        raise ValueError("an extension card needs the assessment's extension")
     w = Words(ctx.facts, ctx.today)
     regimen = assessment.regimen
     suggestions = [anticoagulation_suggestion(regimen, ctx, assessment.episode, True)] if regimen else []
@@ -240,7 +242,8 @@ def unreadable_dvt_card(assessment: Assessment, ctx: CardContext) -> Card:
 def bilateral_card(assessment: Assessment, ctx: CardContext) -> Card:
     w = Words(ctx.facts, ctx.today)
     episode = assessment.episode
-    assert episode is not None
+    if episode is None:
+        raise ValueError("a bilateral card needs the assessment's episode")
     other = episode.side.other
     first, _ = serial_imaging_days(ctx)
     summary = f"Muscular calf vein DVT under surveillance: the {other.value} leg has not been imaged"

@@ -83,14 +83,14 @@ class Supervisor:
             shutil.rmtree(self._files.runtime, ignore_errors=True)
 
     def _supervise(self) -> int:
-        assert self._gunicorn is not None
+        gunicorn = self._started_gunicorn()
         while True:
             if self._signal is not None:
                 return self._drain_and_stop()
             if self._reload:
                 self._reload = False
-                self._gunicorn.send_signal(signal.SIGHUP)  # new workers with the same settings
-            code = self._gunicorn.poll()
+                gunicorn.send_signal(signal.SIGHUP)  # new workers with the same settings
+            code = gunicorn.poll()
             if code is not None:
                 log_fields(log, logging.ERROR, "gunicorn exited; stopping", event="gunicorn-exit", exit_code=code)
                 return self._stop(code or 1)
@@ -102,11 +102,16 @@ class Supervisor:
             time.sleep(_POLL_S)
 
     # -------------------------------------------------------------------------------------------------------------
+    def _started_gunicorn(self) -> subprocess.Popen[bytes]:
+        if self._gunicorn is None:
+            raise RuntimeError("gunicorn has not been started")
+        return self._gunicorn
+
     def _wait_for_gunicorn(self) -> bool:
-        assert self._gunicorn is not None
+        gunicorn = self._started_gunicorn()
         deadline = time.monotonic() + _BOOT_S
         while time.monotonic() < deadline and self._signal is None:
-            if self._gunicorn.poll() is not None:
+            if gunicorn.poll() is not None:
                 return False
             if self._files.socket.exists():
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:

@@ -76,7 +76,8 @@ class ScenarioFhirServer:
             if found is None:
                 return _outcome(404, "resource not found")
             return Response(json.dumps(found), content_type=_FHIR_JSON)
-        assert isinstance(found, list)
+        if not isinstance(found, list):
+            return _outcome(500, "the search gave no result list")
         primary = query.split("?")[0]
         count = request.args.get("_count", type=int)
         page = request.args.get("_page", default=1, type=int)

@@ -18,11 +18,11 @@ $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@ $(VENV)/.stamp-run
 
-# Embedded development defaults: loopback, SQLite under var/, authentication off (the service warns loudly).
+# Embedded development defaults: loopback, authentication off (the service warns loudly); the store is the settings'
+# default, var/dvt-cds.sqlite3 of this checkout by its absolute path, the one every dvt-cds command uses.
 run: export DVT_CDS_HOST ?= 127.0.0.1
 run: export DVT_CDS_PORT ?= 8080
 run: export DVT_CDS_AUTH ?= off
-run: export DVT_CDS_DATABASE_URL ?= sqlite:///$(CURDIR)/var/dvt-cds.sqlite3
 run: export DVT_CDS_PUBLIC_BASE_URL ?= http://$(DVT_CDS_HOST):$(DVT_CDS_PORT)
 # The fixture library's example site ConceptMap, so `dvt-cds replay --all` passes against `make run`.
 run: export DVT_CDS_CONCEPT_MAPS ?= $(CURDIR)/fhir_fixtures/conceptmaps/example-site.json

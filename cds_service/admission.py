@@ -16,10 +16,16 @@ from when the app saw it, as without a front.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 _MAX_BELIEVABLE_WAIT_S = 60.0
+
+
+class _Headers(Protocol):
+    """A request's headers as werkzeug gives them (or any mapping in tests)."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ def _epoch_seconds(stamp: str) -> float | None:
     return None
 
 
-def arrival(headers: Mapping[str, str], *, now_wall: float, now_monotonic: float) -> Arrival:
+def arrival(headers: _Headers, *, now_wall: float, now_monotonic: float) -> Arrival:
     stamp = headers.get("X-Request-Start")
     handed_on = _epoch_seconds(stamp) if stamp else None
     if handed_on is None:
@@ -53,7 +59,7 @@ def arrival(headers: Mapping[str, str], *, now_wall: float, now_monotonic: float
     if not 0.0 <= queued <= _MAX_BELIEVABLE_WAIT_S:
         return Arrival(started=now_monotonic, queued_s=0.0)
     try:
-        reading = float(headers.get("X-Request-Read-Time", "0"))
+        reading = float(headers.get("X-Request-Read-Time") or "0")
     except ValueError:
         reading = 0.0
     reading = min(max(reading, 0.0), _MAX_BELIEVABLE_WAIT_S) if reading == reading else 0.0

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Flask, Response, g, jsonify, request
@@ -263,7 +263,8 @@ class OrjsonProvider(JSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = args[0] if len(args) == 1 else (args or kwargs)
-        return self._app.response_class(orjson.dumps(obj), mimetype="application/json")
+        # werkzeug takes bytes bodies; its stub's first parameter is typed for str only.
+        return cast(Response, self._app.response_class(orjson.dumps(obj), mimetype="application/json"))  # type: ignore[arg-type]
 
 
 def _service(service_id: str, by_id: dict[str, HookService]) -> HookService:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -84,18 +86,42 @@ def serve(args: argparse.Namespace) -> int:
             {**settings.model_dump(), **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
         )
     configure_logging(settings.log_level)
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     app = create_app_or_exit(settings)
+    try:
+        server = make_server(settings.host, settings.port, app, threaded=True)  # binds the socket here
+    except OSError as error:
+        taken = error.errno == errno.EADDRINUSE
+        log_fields(
+            log,
+            logging.ERROR,
+            f"cannot listen on {settings.host}:{settings.port}: "
+            + (
+                "the port is already in use (another dvt-cds or another program); choose another port with "
+                "DVT_CDS_PORT (e.g. DVT_CDS_PORT=9000 make run)"
+                if taken
+                else f"{error.strerror or error}; check DVT_CDS_HOST and DVT_CDS_PORT"
+            ),
+            event="listen-failed",
+            host=settings.host,
+            port=settings.port,
+        )
+        return 1
     log_fields(
         log,
         logging.INFO,
         "serving (development server; use gunicorn in production)",
         event="start",
         host=settings.host,
-        port=settings.port,
+        port=server.server_port,
     )
-    run_simple(settings.host, settings.port, app, threaded=True, use_reloader=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -115,7 +141,11 @@ def ehr_config(args: argparse.Namespace) -> int:
 def feedback_report(args: argparse.Namespace) -> int:
     """Acceptance and override rates by card topic, from the store."""
 
-    store = _store_or_exit(_settings())
+    settings = _settings()
+    from cds_service.dbcommands import require_existing_store
+
+    require_existing_store(settings, "nothing to report")
+    store = _store_or_exit(settings)
     try:
         rows = store.feedback_by_topic()
         reasons = store.override_reasons_by_topic()
@@ -251,7 +281,17 @@ def _default_url() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that went away (`| head`) is noticed here, not at exit
+    except BrokenPipeError:
+        # The reader stopped reading: not an error worth a traceback. Python would still flush stdout at exit and
+        # fail again, so stdout now points at /dev/null; 141 is what a shell reports for a command ended by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ import argparse
 import sys
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
@@ -51,11 +53,28 @@ def run_upgrade(settings: Settings) -> int:
     return 0
 
 
+def require_existing_store(settings: Settings, why: str) -> None:
+    """A command that reads the store (a report, a purge) never creates one: opening a SQLite file that is not there
+    would make an empty store and answer about it. One line naming the path, exit code 2."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database).resolve()
+    if not path.exists():
+        print(
+            f"dvt-cds: no store at {path} (DVT_CDS_DATABASE_URL): {why}; `make run` or `dvt-cds db upgrade` "
+            "creates it, or set DVT_CDS_DATABASE_URL to the service's store",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 def run_purge(settings: Settings, older_than_days: int | None) -> int:
     days = older_than_days if older_than_days is not None else settings.retention_days
     if days < 1:
         print("dvt-cds: --older-than must be at least 1 day", file=sys.stderr)
         return 2
+    require_existing_store(settings, "nothing to purge")
     store = _open(settings, "require")
     try:
         removed = store.purge(timedelta(days=days))

@@ -54,7 +54,7 @@ _FOLLOW_UP_TYPES = ("Binary", "Medication")
 
 def scopes(templates: dict[str, str]) -> list[str]:
     """SMART scopes (v2 and v1 spellings) for the resource types a service's templates and follow-ups read."""
-    kinds = sorted({re.match(r"[A-Za-z]+", t).group(0) for t in templates.values()} | set(_FOLLOW_UP_TYPES))
+    kinds = sorted({m.group(0) for t in templates.values() if (m := re.match(r"[A-Za-z]+", t))} | set(_FOLLOW_UP_TYPES))
     return [f"patient/{kind}.rs (v1: patient/{kind}.read)" for kind in kinds]
 
 

@@ -110,7 +110,8 @@ class Outbox:
     # --- looking -----------------------------------------------------------------------------------------------
     def pending(self, up_to: int | None = None) -> int:
         """Rows waiting (with an id up to ``up_to`` when given)."""
-        query, args = "SELECT count(*) FROM outbox", ()
+        query = "SELECT count(*) FROM outbox"
+        args: tuple[int, ...] = ()
         if up_to is not None:
             query, args = "SELECT count(*) FROM outbox WHERE id <= ?", (up_to,)
         with self._move.lock:

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,10 @@ ALLOWED_ALGORITHMS: tuple[str, ...] = (
     "PS512",
 )
 _MAX_JWKS_BYTES = 256 * 1024
+# How long a fetched JWKS is trusted (PyJWKClient's default lifespan): a key the issuer withdrew is not honoured past
+# this, and a set is refetched at least this often while calls arrive. Not a setting: the refetch floor
+# (DVT_CDS_JWKS_MIN_REFETCH_S) is the knob operators turn; SECURITY.md explains the choice.
+JWKS_LIFETIME_S = 300.0
 _MAX_TOKEN_BYTES = 16 * 1024
 
 
@@ -92,56 +97,110 @@ class CallerIdentity:
 
 
 class JwksCache:
-    """Public keys per JWKS URL: fetched with a timeout, cached, refetched on an unknown kid at most once
-    per ``min_refetch_s`` (key rotation without letting a stream of bogus kids hammer the issuer)."""
+    """Public keys per JWKS URL: fetched with a timeout, https only, at most ``_MAX_JWKS_BYTES``, through the egress
+    proxy; trusted for ``lifetime_s`` after the fetch that returned them.
 
-    def __init__(self, *, timeout_s: float, min_refetch_s: float, allow_http_loopback: bool, egress: Egress = DIRECT):
+    - A key is used only while the set it came in is younger than ``lifetime_s``: a key the issuer removed stops
+      being trusted at the latest ``lifetime_s`` after it was last seen, without a restart.
+    - An unknown ``kid`` (key rotation) refetches the set at once, but at most once per ``min_refetch_s`` per URL:
+      a stream of bogus kids costs the issuer one request per period. A refetch replaces the set, so a removed key
+      is dropped at once too.
+    - A set past its lifetime is refetched on the next call (at most once per ``min(min_refetch_s, lifetime_s)``
+      while the issuer fails). A failed fetch (unreachable, not 200, too large, not a JWKS) keeps the last good set
+      until *its* lifetime ends — never longer: an attacker who can block the issuer's endpoint must not extend the
+      trust in a key the issuer has withdrawn. Past that, calls signed by that issuer are 401 until a fetch succeeds.
+    - Callers that need a fetch while one is running for the same URL wait for it rather than fetch again.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        min_refetch_s: float,
+        allow_http_loopback: bool,
+        egress: Egress = DIRECT,
+        lifetime_s: float = JWKS_LIFETIME_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if lifetime_s <= 0:
+            raise ValueError("lifetime_s must be positive")
         self._timeout_s = timeout_s
         self._min_refetch_s = min_refetch_s
+        self._lifetime_s = lifetime_s
         self._allow_http_loopback = allow_http_loopback
-        self._keys: dict[str, dict[str, dict[str, Any]]] = {}
-        self._fetched_at: dict[str, float] = {}
-        self._lists: dict[str, frozenset[str]] = {}
+        self._clock = clock
+        self._keys: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}  # url -> (fetched at, keys by kid)
+        self._attempted_at: dict[str, float] = {}  # url (or "list:" + url) -> last fetch attempt, good or bad
+        self._lists: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
+        self._fetching: dict[str, threading.Lock] = {}  # one fetch per URL at a time
         self._session = egress.session()  # nothing from the environment; DVT_CDS_HTTPS_PROXY when set
 
     def key(self, url: str, kid: str) -> dict[str, Any] | None:
+        """The key ``kid`` of the JWKS at ``url``, or None (unknown, withdrawn, or no live set)."""
         with self._lock:
-            keys = self._keys.get(url)
-            if keys is not None and kid in keys:
-                return keys[kid]
-            last = self._fetched_at.get(url)
-            if last is not None and time.monotonic() - last < self._min_refetch_s:
-                return None
-            self._fetched_at[url] = time.monotonic()
-        fetched = self._fetch(url)
-        with self._lock:
-            if fetched is not None:
-                self._keys[url] = fetched
-            return self._keys.get(url, {}).get(kid)
+            found, fetch = self._consult(url, kid, mark=False)
+            fetching = self._fetching.setdefault(url, threading.Lock())
+        if found is not None or not (fetch or fetching.locked()):
+            return found
+        with fetching:  # a fetch of this URL may be running: wait for it, then look again
+            with self._lock:
+                found, fetch = self._consult(url, kid, mark=True)
+            if not fetch:
+                return found
+            fetched = self._fetch(url)
+            with self._lock:
+                if fetched is not None:
+                    self._keys[url] = (self._clock(), fetched)
+                found, _ = self._consult(url, kid, mark=False)
+                return found
+
+    def _consult(self, url: str, kid: str, *, mark: bool) -> tuple[dict[str, Any] | None, bool]:
+        """(the live key, whether to fetch now); with ``mark``, a fetch decided on is recorded as attempted."""
+        now = self._clock()
+        fetched_at, keys = self._keys.get(url, (None, {}))
+        live = fetched_at is not None and now - fetched_at < self._lifetime_s
+        if live and kid in keys:
+            return keys[kid], False
+        floor = self._min_refetch_s if live else min(self._min_refetch_s, self._lifetime_s)
+        last = self._attempted_at.get(url)
+        if last is not None and now - last < floor:
+            return None, False
+        if mark:
+            self._attempted_at[url] = now
+        return None, True
 
     def jku_list(self, url: str) -> frozenset[str]:
-        """The jku URLs an issuer publishes as its own (Oracle Health): fetched and cached like a JWKS, refetched at
-        most once per ``min_refetch_s``. A JSON list of URLs, or an object holding one under ``jku``/``jkus``."""
+        """The jku URLs an issuer publishes as its own (Oracle Health): fetched like a JWKS, refetched at most once
+        per ``min_refetch_s``, trusted for ``lifetime_s`` after the last good fetch (a URL the issuer withdrew stops
+        being honoured). A JSON list of URLs, or an object holding one under ``jku``/``jkus``."""
+        key = "list:" + url
         with self._lock:
-            cached = self._lists.get(url)
-            last = self._fetched_at.get("list:" + url)
-            if cached is not None and last is not None and time.monotonic() - last < self._min_refetch_s:
-                return cached
-            self._fetched_at["list:" + url] = time.monotonic()
+            now = self._clock()
+            fetched_at, cached = self._lists.get(url, (None, frozenset[str]()))
+            live = fetched_at is not None and now - fetched_at < self._lifetime_s
+            last = self._attempted_at.get(key)
+            if last is not None and now - last < min(self._min_refetch_s, self._lifetime_s):
+                return cached if live else frozenset()
+            self._attempted_at[key] = now
         body = self._fetch_json(url)
-        found = cached or frozenset()
         if isinstance(body, dict):
             body = body.get("jkus", body.get("jku"))
-        if isinstance(body, list):
-            found = frozenset(u for u in body if isinstance(u, str) and u.startswith("https://"))
         with self._lock:
-            self._lists[url] = found
-        return found
+            if isinstance(body, list):
+                found = frozenset(u for u in body if isinstance(u, str) and u.startswith("https://"))
+                self._lists[url] = (self._clock(), found)
+            fetched_at, cached = self._lists.get(url, (None, frozenset[str]()))
+            live = fetched_at is not None and self._clock() - fetched_at < self._lifetime_s
+            return cached if live else frozenset()
 
     def _fetch(self, url: str) -> dict[str, dict[str, Any]] | None:
         body = self._fetch_json(url)
-        return keys_by_kid(body) if body is not None else None
+        if not isinstance(body, dict) or not isinstance(body.get("keys"), list):
+            if body is not None:
+                log.warning("jwks fetch failed: not a JWKS")
+            return None  # a failure: the last good set stays until its lifetime ends
+        return keys_by_kid(body)
 
     def _fetch_json(self, url: str) -> Any:
         parts = urlsplit(url)
@@ -157,6 +216,7 @@ class JwksCache:
                     return None
                 raw = response.raw.read(_MAX_JWKS_BYTES + 1, decode_content=True)
             if len(raw) > _MAX_JWKS_BYTES:
+                log.warning("jwks fetch failed: larger than the cap")
                 return None
             return json.loads(raw)
         except (requests.RequestException, ValueError, RecursionError) as exc:

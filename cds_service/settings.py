@@ -177,7 +177,9 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(default=20_000, ge=1)
 
     # --- persistence ---------------------------------------------------------------------------------------------
-    database_url: str = "sqlite:///var/dvt-cds.sqlite3"
+    # An absolute path (var/ beside the cds_service package: this checkout's var/), so `make run`, `dvt-cds db ...`
+    # and `dvt-cds feedback-report` use one store whatever folder they are run from.
+    database_url: str = f"sqlite:///{Path(__file__).resolve().parents[1] / 'var' / 'dvt-cds.sqlite3'}"
     # Every store operation is bounded (connect, statement, pool checkout, a hung server): feedback answers 503 in
     # about this long instead of hanging, and the jti check falls back to the process (SECURITY.md).
     db_timeout_s: float = Field(default=2.0, gt=0, le=60)
@@ -191,9 +193,9 @@ class Settings(BaseSettings):
 
     # --- clinical ------------------------------------------------------------------------------------------------
     rule_profile: Literal["seed", "chest"] = "seed"
-    acute_window_days: int = Field(default=thresholds.ACUTE_WINDOW_DAYS.value, ge=1, le=365)
-    recent_hospitalization_days: int = Field(default=thresholds.RECENT_HOSPITALIZATION_DAYS.value, ge=1, le=365)
-    recent_surgery_days: int = Field(default=thresholds.RECENT_SURGERY_DAYS.value, ge=1, le=365)
+    acute_window_days: int = Field(default=thresholds.ACUTE_WINDOW_DAYS.int_value, ge=1, le=365)
+    recent_hospitalization_days: int = Field(default=thresholds.RECENT_HOSPITALIZATION_DAYS.int_value, ge=1, le=365)
+    recent_surgery_days: int = Field(default=thresholds.RECENT_SURGERY_DAYS.int_value, ge=1, le=365)
     close_to_popliteal_cm: float = Field(default=thresholds.CLOSE_TO_POPLITEAL_CM.value, gt=0, le=50)
     # FHIR R4 ConceptMap files mapping the site's local codes onto standard ones (cds_service/fhir/conceptmaps.py)
     concept_maps: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -593,8 +593,7 @@ def _engine(database_url: str, *, timeout_s: float, pool_size: int, max_overflow
     # Parameters never appear in an error message (they hold hook instances and token ids).
     common: dict[str, Any] = {"json_serializer": json.dumps, "hide_parameters": True}
     if url.get_backend_name() == "sqlite":
-        memory = not url.database or url.database == ":memory:"
-        if not memory:
+        if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             common.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=timeout_s)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout_s}, **common)

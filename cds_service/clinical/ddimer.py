@@ -57,11 +57,9 @@ def newest_ddimer(observations: list[dict[str, Any]], *, diagnosis: date, today:
 
 def interpret(observation: dict[str, Any]) -> DDimer | None:
     """One D-dimer result read per the rules above; None when the result carries no value at all."""
-    source = SourceRef(
-        reference_of(observation),
-        observation_date(observation),
-        tx.match_any(observation.get("code"), DDIMER_SETS).label(),
-    )
+    coded = tx.match_any(observation.get("code"), DDIMER_SETS)
+    # Callers pass results already recognised as D-dimers (by code, unit or ConceptMap); the label names the code.
+    source = SourceRef(reference_of(observation), observation_date(observation), coded.label() if coded else "D-dimer")
     value_text = _value_text(observation)
 
     flags = {c.upper() for i in listed(observation, "interpretation") for c in concept_codes(i)}

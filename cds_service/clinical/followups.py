@@ -8,6 +8,7 @@ Pure: the fetch layer reads what this lists, under the same call deadline, and b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from cds_service.clinical.fhirdata import listed, observation_date, parse_date
@@ -37,7 +38,7 @@ def needed_reads(record: PatientRecord, drafts: list[dict[str, Any]] | None = No
     reports = [
         r for r in record.resources("DiagnosticReport") if r.get("status") in _FINAL and is_venous_duplex(r.get("code"))
     ]
-    reports.sort(key=lambda r: parse_date(r.get("effectiveDateTime")) or observation_date(r) or parse_date("0001"))
+    reports.sort(key=lambda r: parse_date(r.get("effectiveDateTime")) or observation_date(r) or date.min)
     for report in reversed(reports[-MAX_REPORTS:]):
         for form in listed(report, "presentedForm"):
             if not isinstance(form, dict) or isinstance(form.get("data"), str):
@@ -53,7 +54,12 @@ def needed_reads(record: PatientRecord, drafts: list[dict[str, Any]] | None = No
     requests += [r for r in drafts or [] if r.get("resourceType") == "MedicationRequest"]
     for request in requests:
         missing = lookup.unresolved(request)
-        readable = missing is not None and missing.startswith("Medication/")  # a logical reference has no URL
-        if readable and missing not in needs.medications and len(needs.medications) < MAX_MEDICATIONS:
+        # A logical reference (an identifier, a display only) has no URL to read.
+        if (
+            missing is not None
+            and missing.startswith("Medication/")
+            and missing not in needs.medications
+            and len(needs.medications) < MAX_MEDICATIONS
+        ):
             needs.medications.append(missing)
     return needs

@@ -375,7 +375,7 @@ def duration_days(request: dict[str, Any]) -> int | None:
     """The intended length of treatment: summed dosage phases (``boundsDuration``/``boundsPeriod``), else a length
     the dosage text states ("for 3 months"). A dispense supply (``expectedSupplyDuration``, refills) is what the
     pharmacy hands out, not how long to treat, and is never read as a treatment duration."""
-    phases = []
+    phases: list[float | None] = []
     for dosage in listed(request, "dosageInstruction"):
         repeat = (dosage.get("timing") or {}).get("repeat") if isinstance(dosage, dict) else None
         if not isinstance(repeat, dict):

@@ -298,9 +298,9 @@ def pregnancy(
             postpartum_sources.append(SourceRef(reference_of(condition), ended, f"pregnancy ended ({match.label()})"))
     for procedure in procedures:
         when = procedure_date(procedure)
-        match = tx.valueset("procedure-delivery").match(procedure.get("code"))
-        if match is not None and when is not None and timedelta(0) <= today - when <= window:
-            postpartum_sources.append(SourceRef(reference_of(procedure), when, f"delivery ({match.label()})"))
+        delivery = tx.valueset("procedure-delivery").match(procedure.get("code"))
+        if delivery is not None and when is not None and timedelta(0) <= today - when <= window:
+            postpartum_sources.append(SourceRef(reference_of(procedure), when, f"delivery ({delivery.label()})"))
     postpartum = Finding(True, postpartum_sources) if postpartum_sources else Finding.absent()
     if postpartum.present and pregnant.present and not status_obs:
         # A delivery after the pregnancy condition was recorded: postpartum, no longer pregnant.

@@ -126,7 +126,7 @@ _CACHE_LIMIT = 50_000
 ConceptKey = tuple[tuple[str, str, str], ...]
 
 
-def concept_key(concept: dict[str, Any]) -> ConceptKey | None:
+def concept_key(concept: dict[str, Any]) -> ConceptKey:
     """A hashable summary of a CodeableConcept: its (system, code, display) codings and its text."""
     codings = concept.get("coding")
     parts: list[tuple[str, str, str]] = []
@@ -232,11 +232,11 @@ def _is_name(code: str) -> bool:
 
 
 def _designations(concept: dict[str, Any]) -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for d in concept.get("designation", []) or []:
         use = d.get("use") or {}
-        if use.get("system") == DESIGNATION and isinstance(d.get("value"), str):
-            found[use.get("code")] = d["value"]
+        if use.get("system") == DESIGNATION and isinstance(use.get("code"), str) and isinstance(d.get("value"), str):
+            found[use["code"]] = d["value"]
     return found
 
 

@@ -44,7 +44,8 @@ def split_answer(body: dict[str, Any], count: int) -> list[EntryAnswer] | None:
     answers = []
     for entry in entries:
         entry = entry if isinstance(entry, dict) else {}
-        response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
+        raw_response = entry.get("response")
+        response = raw_response if isinstance(raw_response, dict) else {}
         match = _STATUS.match(str(response.get("status", "")))
         resource = entry.get("resource")
         status = int(match.group(1)) if match else None

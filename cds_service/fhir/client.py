@@ -509,10 +509,10 @@ def _read_some(response: urllib3.BaseHTTPResponse, deadline: float, request_time
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise _Failure("deadline exceeded")
-    connection = response.connection
+    sock = getattr(response.connection, "sock", None)  # an HTTPConnection's socket; none once closed
     try:
-        if connection is not None and connection.sock is not None:
-            connection.sock.settimeout(min(request_timeout_s, remaining))
+        if sock is not None:
+            sock.settimeout(min(request_timeout_s, remaining))
         return response.read1(_READ_BYTES)
     except TimeoutError as exc:
         past = time.monotonic() >= deadline

@@ -57,7 +57,8 @@ class SiteConceptMaps:
         return maps
 
     def add(self, resource: dict[str, Any], *, name: str) -> None:
-        label = resource.get("id") if isinstance(resource.get("id"), str) else name
+        given_id = resource.get("id")
+        label = given_id if isinstance(given_id, str) else name
         if resource.get("status") not in ("draft", "active", "retired", "unknown"):
             raise ConceptMapError(f"{name}: status must be draft, active, retired or unknown")
         if not resource.get("group"):
@@ -135,7 +136,8 @@ def _walk(value: Any, targets: dict[tuple[str, str], list[Target]]) -> int:
             present = {(c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)}
             for coding in codings:
                 if isinstance(coding, dict):
-                    for target in targets.get((coding.get("system"), coding.get("code")), []):
+                    key: Any = (coding.get("system"), coding.get("code"))  # any JSON: a miss when not two strings
+                    for target in targets.get(key, []):
                         if (target.system, target.code) not in present:
                             added.append(_coding(target))
                             present.add((target.system, target.code))
@@ -143,7 +145,8 @@ def _walk(value: Any, targets: dict[tuple[str, str], list[Target]]) -> int:
             mapped += len(added)
         klass = value.get("class")
         if isinstance(klass, dict) and "coding" not in klass:
-            found = targets.get((klass.get("system"), klass.get("code")))
+            class_key: Any = (klass.get("system"), klass.get("code"))
+            found = targets.get(class_key)
             if found:
                 value["class"] = _coding(found[0])  # a single Coding cannot hold both: the standard one is read
                 mapped += 1

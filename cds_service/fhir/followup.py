@@ -95,7 +95,8 @@ def read_followups(
 
 
 def _binary(url: str, binary: dict) -> Attachment:
-    content_type = binary.get("contentType") if isinstance(binary.get("contentType"), str) else ""
+    given_type = binary.get("contentType")
+    content_type = given_type if isinstance(given_type, str) else ""
     data = binary.get("data")
     if not isinstance(data, str):
         return Attachment(url, content_type, reason="the Binary holds no data")

@@ -95,7 +95,11 @@ def _oid_rxnorm(suggestion: Suggestion) -> Suggestion:
     for action in suggestion.actions or []:
         resource = action.resource
         concept = resource.get("medicationCodeableConcept") if isinstance(resource, dict) else None
-        if isinstance(concept, dict) and any(c.get("system") == RXNORM for c in concept.get("coding") or []):
+        if (
+            isinstance(resource, dict)
+            and isinstance(concept, dict)
+            and any(c.get("system") == RXNORM for c in concept.get("coding") or [])
+        ):
             codings = [dict(c, system=RXNORM_OID) if c.get("system") == RXNORM else c for c in concept["coding"]]
             resource = dict(resource, medicationCodeableConcept=dict(concept, coding=codings))
             action = action.model_copy(update={"resource": resource})

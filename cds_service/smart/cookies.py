@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from flask import Response
+from werkzeug.wrappers import Response  # flask's Response and what redirect() returns
 
 LAUNCH_TTL_S = 600  # an authorization code is good for minutes; a launch not completed by then is stale
 COOKIE_PATH = "/smart"

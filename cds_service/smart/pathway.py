@@ -281,7 +281,7 @@ def _grown_veins(facts: ClinicalFacts, assessment: Assessment) -> set[tuple[str,
     extension = assessment.extension
     if extension is None:
         return set()
-    found = set()
+    found: set[tuple[str, str]] = set()
     for thrombosis in facts.thromboses:
         if thrombosis.source.reference != extension.study.reference:
             continue
@@ -474,7 +474,7 @@ def _fill_slots(
     diagnosing = assessment.episode.source.reference if assessment.episode is not None else None
     done = sorted(
         (s for s in facts.imaging if s.when is not None and s.when > index and s.source.reference != diagnosing),
-        key=lambda s: s.when,
+        key=lambda s: s.when or date.min,  # the filter above keeps only dated studies
     )
     orders = sorted((p for p in facts.planned_imaging if not p.done), key=lambda p: p.due or date.max)
     for item, when in [(s, s.when) for s in done] + [(p, p.due) for p in orders]:
@@ -541,7 +541,8 @@ def _reworded(note: str, wording: SourceWording) -> str:
 def _banner(patient: dict[str, Any] | None, facts: ClinicalFacts) -> Banner | None:
     if patient is None:
         return None
-    names = patient.get("name") if isinstance(patient.get("name"), list) else []
+    raw_names = patient.get("name")
+    names = raw_names if isinstance(raw_names, list) else []
     name = ""
     for entry in names:
         if isinstance(entry, dict):
@@ -552,5 +553,6 @@ def _banner(patient: dict[str, Any] | None, facts: ClinicalFacts) -> Banner | No
                 name = f"{given} {entry.get('family', '') if isinstance(entry.get('family'), str) else ''}".strip()
             if name:
                 break
-    sex = patient.get("gender") if isinstance(patient.get("gender"), str) else ""
+    gender = patient.get("gender")
+    sex = gender if isinstance(gender, str) else ""
     return Banner(name or "name not recorded", parse_date(patient.get("birthDate")), sex, facts.patient.age)

@@ -24,9 +24,12 @@ MAX_ATTACHMENT_BYTES = 512 * 1024  # a venous duplex report is a few kB: anythin
 class FetchedAttachment(Protocol):
     """What the fetch layer read for a ``presentedForm.url`` (``cds_service.fhir.record.Attachment``)."""
 
-    content_type: str
-    data: bytes | None
-    reason: str | None
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def data(self) -> bytes | None: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 @dataclass
@@ -54,7 +57,8 @@ def report_narrative(report: dict[str, Any], attachments: Mapping[str, FetchedAt
         if problem:
             narrative.problems.append(problem)
         if text:
-            title = form.get("title") if isinstance(form.get("title"), str) else ""
+            raw_title = form.get("title")
+            title = raw_title if isinstance(raw_title, str) else ""
             if title.strip().lower() in ("impression", "conclusion") and not _HEADER.search(text):
                 text = "IMPRESSION:\n" + text
             pieces.append(text)

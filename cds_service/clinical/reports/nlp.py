@@ -81,7 +81,7 @@ def _line_ends_sentence(doc: Any, i: int) -> bool:
 
 
 def _context_rules(ConTextRule: Any) -> list[Any]:
-    rules = []
+    rules: list[Any] = []
 
     def add(phrases: Iterable[str], category: str, direction: str, **kwargs: Any) -> None:
         rules.extend(ConTextRule(p, category, direction=direction, **kwargs) for p in phrases)
@@ -166,7 +166,7 @@ def pipeline() -> Any:
     nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": "default"})
     nlp.add_pipe("medspacy_sectionizer", config={"rules": None})
 
-    targets = []
+    targets: list[Any] = []
     for term in lx.DEEP_VEINS:
         targets.extend(
             TargetRule(form, "VEIN", attributes=None, metadata={"vein": term.key}) for form in _variants(term)

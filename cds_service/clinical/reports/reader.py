@@ -333,7 +333,7 @@ class _Sentence:
 
     def negative_sides(self) -> list[Side]:
         """ "No DVT" said of a leg or the whole study: a negated thrombus word whose cue clears no vein."""
-        sides = []
+        sides: list[Side] = []
         negated = [t for t in self.thrombi if self._kind(t) == "negated"]
         if any("NEGATED_EXISTENCE" in self.cats(v) or self._cleared_after(v, negated) for v in self.veins):
             return sides  # "the femoral vein shows normal flow without thrombus": said of the veins named

@@ -306,30 +306,6 @@ class Store:
         return self._report(lambda conn: conn.execute(select(feedback).order_by(feedback.c.id)))
 
     # --- decisions -----------------------------------------------------------------------------------------------
-    def record_decision(
-        self,
-        *,
-        hook_instance: str,
-        service_id: str,
-        status: int,
-        decision: str | None,
-        cards: Iterable[IssuedCard],
-        data_gaps: list[str],
-        duration_ms: float,
-    ) -> None:
-        row = AuditRow(
-            uuid.uuid4().hex,
-            datetime.now(UTC),
-            hook_instance,
-            service_id,
-            status,
-            decision,
-            tuple(cards),
-            tuple(data_gaps),
-            duration_ms,
-        )
-        self.record_decisions([row])
-
     def record_decisions(self, decisions: Iterable[Any]) -> None:
         """Many audit rows in one transaction, one multi-row INSERT per table (the outbox writer's batches).
 

@@ -11,6 +11,7 @@ from cds_service.cli import main
 from cds_service.protocol import FeedbackItem
 from cds_service.store import IssuedCard, Store
 from tests.processes import upgrade_database
+from tests.test_store import decision
 
 
 @pytest.fixture
@@ -23,20 +24,13 @@ def env_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_feedback_report(env_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     store = Store(env_db)
-    store.record_decision(
-        hook_instance="h",
-        service_id="s",
-        status=200,
-        decision="d",
-        data_gaps=[],
-        duration_ms=1,
-        cards=[
-            IssuedCard("a", "distal-dvt-serial-imaging", "warning"),
-            IssuedCard("b", "distal-dvt-serial-imaging", "warning"),
-            IssuedCard("c", "distal-dvt-serial-imaging", "warning"),
-            IssuedCard("d", "proximal-dvt", "critical"),
-        ],
-    )
+    issued = [
+        IssuedCard("a", "distal-dvt-serial-imaging", "warning"),
+        IssuedCard("b", "distal-dvt-serial-imaging", "warning"),
+        IssuedCard("c", "distal-dvt-serial-imaging", "warning"),
+        IssuedCard("d", "proximal-dvt", "critical"),
+    ]
+    store.record_decisions([decision("h", cards=tuple(issued))])
     feedback = [
         FeedbackItem.model_validate({"card": c, "outcome": o, "outcomeTimestamp": "2026-03-16T10:00:00Z"})
         for c, o in (("a", "accepted"), ("d", "accepted"))

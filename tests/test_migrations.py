@@ -21,7 +21,7 @@ from sqlalchemy import Column, MetaData, Table, UniqueConstraint, create_engine,
 from cds_service import schema
 from cds_service.store import Store, metadata
 from tests.processes import clean_env, run
-from tests.test_store import PG_ADMIN, postgres_available
+from tests.test_store import PG_ADMIN, decision, postgres_available
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -126,9 +126,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(
     assert result.stdout.splitlines()[-1] == "at revision 0002 (the newest)"
     assert differences(empty_db) == []
     store = Store(empty_db, schema="require", outbox_path=str(tmp_path / "outbox.sqlite3"))
-    store.record_decision(
-        hook_instance="h1", service_id="svc", status=200, decision=None, cards=[], data_gaps=[], duration_ms=1.0
-    )
+    store.record_decisions([decision("h1")])
     assert [(d["hook_instance"], d["audit_key"] is None) for d in store.decisions()] == [("h0", True), ("h1", False)]
     store.close()
 

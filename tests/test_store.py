@@ -11,9 +11,14 @@ from pathlib import Path
 import pytest
 
 from cds_service.protocol import FeedbackItem
-from cds_service.store import IssuedCard, Store
+from cds_service.store import AuditRow, IssuedCard, Store
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def decision(hook_instance: str, *, cards: tuple[IssuedCard, ...] = (), data_gaps: tuple[str, ...] = ()) -> AuditRow:
+    """One decision audit row, as the outbox hands it to the store."""
+    return AuditRow(uuid.uuid4().hex, datetime.now(UTC), hook_instance, "svc", 200, "d", cards, data_gaps, 1.0)
 
 
 def postgres_available() -> bool:
@@ -90,18 +95,12 @@ def test_override_reason_without_free_text(store: Store) -> None:
 
 
 def test_decisions_and_feedback_report(store: Store) -> None:
-    cards = [IssuedCard("u1", "distal-dvt-serial-imaging", "warning"), IssuedCard("u2", "proximal-dvt", "critical")]
-    store.record_decision(
-        hook_instance="h1", service_id="svc", status=200, decision="d", cards=cards, data_gaps=["x"], duration_ms=12.5
-    )
-    store.record_decision(
-        hook_instance="h2",
-        service_id="svc",
-        status=200,
-        decision="d",
-        cards=[IssuedCard("u3", "distal-dvt-serial-imaging", "warning")],
-        data_gaps=[],
-        duration_ms=3,
+    cards = (IssuedCard("u1", "distal-dvt-serial-imaging", "warning"), IssuedCard("u2", "proximal-dvt", "critical"))
+    store.record_decisions(
+        [
+            decision("h1", cards=cards, data_gaps=("x",)),
+            decision("h2", cards=(IssuedCard("u3", "distal-dvt-serial-imaging", "warning"),)),
+        ]
     )
     store.record_feedback("svc", [item("u1"), item("u3", "overridden"), item("u2", "overridden")])
     [row] = store.decisions("h1")
@@ -145,15 +144,27 @@ def test_background_audit_writer_batches_and_flushes(store: Store) -> None:
 def test_audit_failures_never_reach_the_caller(tmp_path: Path) -> None:
     from cds_service.audit import AuditWriter, Decision
 
-    broken = Store(f"sqlite:///{tmp_path / 'gone.sqlite3'}")
+    database = tmp_path / "gone.sqlite3"
+    broken = Store(f"sqlite:///{database}")
     broken.engine.dispose()
-    (tmp_path / "gone.sqlite3").unlink()
-    (tmp_path / "gone.sqlite3").mkdir()  # the database file is now a directory: every write fails
+    database.unlink()
+    database.mkdir()  # the database file is now a directory: every write fails
     writer = AuditWriter(broken)
-    writer.submit(Decision("h", "svc", 200, None, (), (), 1.0))  # does not raise
+    writer.submit(Decision("h", "svc", 200, None, (), (), 1.0))  # a failure here would fail the hook call
     writer.flush(timeout=0.3)
     assert writer.outbox.pending() == 1  # kept for when the store is back, not dropped
+    with pytest.raises(Exception, match="unable to open database file"):
+        broken.decisions()  # the store really is down: the writer above swallowed real failures
     writer.close()
+
+    database.rmdir()
+    back = Store(f"sqlite:///{database}", outbox_path=broken.outbox_path)
+    later = AuditWriter(back)  # the next process moves what the first one could not
+    later.flush(timeout=10)
+    assert [(d["hook_instance"], d["status"]) for d in back.decisions()] == [("h", 200)]
+    assert later.outbox.pending() == 0
+    later.close()
+    back.close()
 
 
 def test_a_row_sent_twice_is_stored_once(store: Store) -> None:

@@ -88,16 +88,3 @@ PROJECT = Citation(
     reference="Project-defined setting: no guideline gives a number for this; configurable.",
     url=None,
 )
-
-ALL: tuple[Citation, ...] = (
-    CHEST_2016,
-    CHEST_2021,
-    CHEST_AT9_BLEEDING,
-    NCCN_CAT,
-    PREGNANCY_BLOOD_2020,
-    KRET_2013,
-    CHEST_AT9_DIAGNOSIS,
-    FDA_LABELS,
-    SEED,
-    PROJECT,
-)

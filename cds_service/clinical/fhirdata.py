@@ -62,17 +62,6 @@ def period_end(period: Any) -> date | None:
     return parse_date(period.get("end")) if isinstance(period, dict) else None
 
 
-def code_of(concept: Any, system: str) -> str | None:
-    """The first code of ``system`` in a CodeableConcept (or a Coding)."""
-    if not isinstance(concept, dict):
-        return None
-    codings = concept.get("coding", [concept]) if "coding" in concept else [concept]
-    for coding in codings if isinstance(codings, list) else []:
-        if isinstance(coding, dict) and coding.get("system") == system and isinstance(coding.get("code"), str):
-            return coding["code"]
-    return None
-
-
 def concept_codes(concept: Any) -> list[str]:
     if not isinstance(concept, dict):
         return []
@@ -126,13 +115,6 @@ def procedure_date(procedure: dict[str, Any]) -> date | None:
         or period_end(procedure.get("performedPeriod"))
         or period_start(procedure.get("performedPeriod"))
     )
-
-
-def subject_reference(resource: dict[str, Any]) -> str | None:
-    subject = resource.get("subject") or resource.get("patient")
-    if isinstance(subject, dict) and isinstance(subject.get("reference"), str):
-        return subject["reference"]
-    return None
 
 
 def age_on(birth_date: date, on: date) -> int:

@@ -72,25 +72,6 @@ def _standard() -> Regimen:
     )
 
 
-def rivaroxaban_alternative() -> Regimen:
-    return Regimen(
-        agent="rivaroxaban",
-        rxnorm_code="1232082",
-        rxnorm_display="rivaroxaban 15 MG Oral Tablet",
-        route="oral",
-        phases=(
-            DosePhase(15, "mg", 2, 21, "15 mg twice daily with food for 21 days", with_food=True),
-            DosePhase(20, "mg", 1, THREE_MONTHS_DAYS - 21, "20 mg once daily with food", with_food=True),
-        ),
-        total_days=THREE_MONTHS_DAYS,
-        duration_text=f"{TREATMENT_DURATION_MONTHS.int_value} months (isolated distal DVT)",
-        population="standard",
-        citation=evidence.FDA_LABELS,
-        notes=("The 20 mg maintenance tablet (RxNorm 1232086) is ordered when the 21-day phase ends.",),
-        key="anticoagulation.rivaroxaban.3-months",
-    )
-
-
 def choose_regimen(facts: ClinicalFacts, *, isolated_distal: bool = True) -> Regimen:
     """The regimen for this patient. The 3-month course is for isolated distal DVT; a proximal DVT or an extension
     into the proximal veins is treated for at least 3 months (then reassessed), so the order says so."""

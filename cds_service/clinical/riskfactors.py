@@ -18,7 +18,6 @@ from cds_service.clinical.fhirdata import (
     condition_onset,
     listed,
     observation_date,
-    parse_date,
     period_end,
     period_start,
     procedure_date,
@@ -39,7 +38,6 @@ _IGNORED = {"refuted", "entered-in-error"}
 _FINAL = {"final", "amended", "corrected"}
 _INPATIENT_OPEN = {"in-progress", "arrived", "triaged", "onleave"}
 _ENCOUNTER_IGNORED = {"cancelled", "entered-in-error", "planned"}
-PREFERENCE_SYSTEM = "urn:distal-dvt-cds:preference"
 SURGICAL_PROCEDURE_SETS = ("procedure-surgical",)
 
 
@@ -348,7 +346,3 @@ def provoking_factors(
     found += [ProvokingFactor("postpartum", "postpartum", s) for s in postpartum.sources]
     found += [ProvokingFactor("estrogen", "estrogen-containing therapy", s) for s in estrogen]
     return found
-
-
-def onset_of(resource: dict[str, Any]) -> date | None:
-    return condition_onset(resource) or parse_date(resource.get("recordedDate"))

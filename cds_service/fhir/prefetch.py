@@ -26,7 +26,6 @@ A required key that stays unobtainable ends the call with 412 (CDS Hooks 2.0: SH
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -388,7 +387,3 @@ def _absolute(fhir_server: str, url: str) -> str:
     if url.startswith(("http://", "https://")):
         return url
     return f"{fhir_server.rstrip('/')}/{url.lstrip('/')}"
-
-
-def monotonic_deadline(seconds: float) -> float:
-    return time.monotonic() + seconds

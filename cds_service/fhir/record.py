@@ -120,13 +120,6 @@ class PatientRecord:
         patients = self.resources("Patient")
         return patients[0] if patients else None
 
-    def gap_for(self, resource_type: str) -> DataGap | None:
-        """The first gap affecting a resource type, if any: its facts are then 'not assessed'."""
-        for gap in self.gaps:
-            if gap.resource_type == resource_type:
-                return gap
-        return None
-
     def typed(self, resource: dict[str, Any]) -> Any | None:
         """The validated R4B model of one raw resource, or None (reported once) when it is invalid."""
         key = id(resource)
@@ -142,9 +135,6 @@ class PatientRecord:
             log.info("invalid resource skipped", extra={"resource_type": kind, "errors": count})
         self._typed[key] = model
         return model
-
-    def typed_all(self, resources: Iterable[dict[str, Any]]) -> list[Any]:
-        return [m for m in (self.typed(r) for r in resources) if m is not None]
 
 
 # Elements no rule reads (docs/clinical/READING.md lists what is read). They are left out of validation: a Synthea

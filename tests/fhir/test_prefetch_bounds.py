@@ -166,7 +166,7 @@ def test_fetch_pages_one_stops_after_one_page_without_a_gap(client: FhirClient, 
     assert ids(record) == ["r1"]
     assert len(httpserver.log) == 1  # the next link was not followed
     assert record.gaps == []  # asking for the newest page only is not missing data
-    assert record.gap_for("DiagnosticReport") is None
+    assert not [gap for gap in record.gaps if gap.resource_type == "DiagnosticReport"]
 
 
 def test_fetch_pages_is_followed_up_to_its_count(client: FhirClient, httpserver: HTTPServer) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.clinical.topics import Topic
 from cds_service.fhir.record import model_class
 from cds_service.replay.readme import render
 from cds_service.replay.scenarios import Library, patient_id
@@ -73,20 +74,9 @@ def test_the_library_covers_the_hooks_and_is_large_enough() -> None:
     hooks = {c.hook for s in LIBRARY.scenarios for c in s.calls}
     assert hooks == {"patient-view", "order-select", "order-sign", "encounter-discharge"}
     topics = {card.topic for s in LIBRARY.scenarios for c in s.calls for card in c.expect.cards}
-    assert topics == {
-        "distal-dvt-anticoagulate",
-        "distal-dvt-serial-imaging",
-        "distal-dvt-shared-decision",
-        "distal-dvt-extension",
-        "distal-dvt-surveillance-gap",
-        "distal-dvt-bilateral-surveillance",
-        "proximal-dvt",
-        "dvt-location-unknown",
-        "pregnancy-anticoagulant",
-        "anticoagulation-duration",
-        "anticoagulant-caution",
-        "limited-compression-ultrasound",
-    }
+    # Every card topic is exercised by a scenario but one: a draft order too malformed to read cannot be a
+    # fixture's EHR request (the order checks' own tests send it: tests/profiles/test_dialects.py).
+    assert topics == {topic.value for topic in Topic} - {Topic.DRAFT_ORDER_NOT_CHECKED.value}
 
 
 def test_every_template_query_of_every_scenario_is_answerable() -> None:

@@ -21,6 +21,7 @@ from flask import Flask
 
 from cds_service.app import create_app
 from cds_service.clinical.fhirdata import parse_date
+from cds_service.clinical.topics import Topic
 from cds_service.fhir.prefetch import render
 from cds_service.protocol import Card
 from cds_service.replay.search import search, searchset
@@ -28,16 +29,8 @@ from cds_service.settings import Settings
 from hooks import SERVICES
 
 DATA = Path(__file__).resolve().parent / "data" / "third-party"
-DVT_TOPICS = {
-    "distal-dvt-anticoagulate",
-    "distal-dvt-serial-imaging",
-    "distal-dvt-shared-decision",
-    "distal-dvt-extension",
-    "distal-dvt-surveillance-gap",
-    "distal-dvt-bilateral-surveillance",
-    "proximal-dvt",
-    "dvt-location-unknown",
-}
+# The topics that say a DVT is in the record: by the topic codes' convention, those naming a DVT.
+DVT_TOPICS = {topic.value for topic in Topic if "dvt" in topic.value}
 DATE_FIELDS = ("onsetDateTime", "recordedDate", "effectiveDateTime", "authoredOn", "performedDateTime", "issued")
 
 

@@ -2,10 +2,10 @@
 
 JWT checks follow CDS Hooks 2.0 "Trusting CDS Clients" and the best-practice steps (CONFORMANCE.md §1.9):
 allowlisted ``iss``; a ``jku`` honoured only if allowlisted for that issuer; keys from the issuer's JWKS
-(cached, refetched once on an unknown ``kid`` with a floor on how often); a fixed algorithm allowlist (never
-``none`` or HMAC, whatever the header says); ``aud`` equal to our public URL of the endpoint called; ``exp``
-required, ``iat``/``nbf`` with leeway; ``jti`` required and remembered until the token expires. A failure is
-a bare 401; the reason goes to the log only.
+(trusted for ``JWKS_LIFETIME_S``, refetched once on an unknown ``kid`` with a floor on how often); a fixed
+algorithm allowlist (never ``none`` or HMAC, whatever the header says); ``aud`` equal to our public URL of the
+endpoint called; ``exp`` required, ``iat``/``nbf`` with leeway; ``jti`` required and remembered until the token
+expires. A failure is a bare 401; the reason goes to the log only.
 """
 
 from __future__ import annotations

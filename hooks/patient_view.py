@@ -1,5 +1,5 @@
 """patient-view: the distal-DVT recommendation, extension, proximal DVT, bilateral surveillance and
-location-unknown cards (KNOWLEDGE.md §6).
+location-unknown cards (docs/clinical/RULES.md R-HOOK-1).
 
 Some EHRs send only patient-view and say why it fired: Epic's native triggers arrive as patient-view with
 ``com.epic.cdshooks.request.bpa-trigger-action`` — 27 (inpatient discharge) runs the discharge checks, 18 (enter

@@ -95,8 +95,9 @@ ULTRASOUND_REPORTS = PrefetchKey(
     fetch=(FetchPart(count=100),),
 )
 # Epic and Oracle Health code imaging reports locally (an Epic procedure id, a code set 72 event code): found by
-# category and read by title (KNOWLEDGE.md §2b). US Core's Radiology and Cardiology categories (LOINC LP29684-5,
-# LP29708-2; vascular labs file under either) and HL7 v2-0074 RAD, RUS, VUS, IMG (VENDOR-SHAPES.md §1, §2, §4).
+# category and read by title (docs/clinical/RULES.md R-TEXT-1). US Core's Radiology and Cardiology categories
+# (LOINC LP29684-5, LP29708-2; vascular labs file under either) and HL7 v2-0074 RAD, RUS, VUS, IMG
+# (VENDOR-SHAPES.md §1, §2, §4).
 IMAGING_CATEGORIES = (
     "http://loinc.org|LP29684-5",
     "http://loinc.org|LP29708-2",

@@ -6,10 +6,11 @@ MedicationRequest and ServiceRequest builders and the suggestions carrying them)
 discharge cards), ``order_checks`` (order-select/order-sign cards) and ``context`` (the card itself: topic from
 ``clinical/topics.py``, indicator, source, override reasons, the link to the pathway view).
 
-Every card (KNOWLEDGE.md §7): a ``source.topic`` from §5, a uuid, a summary under 140 characters cut only at a word
-boundary, and a detail of at most 1,000 characters without tables — the recommendation in one sentence, the deciding
-factors as at most five bullets naming their evidence and date, the one line of what could change the answer, what
-could not be evaluated, the regimen or scan dates and one evidence line. The full explanation is in the pathway view.
+Every card (docs/clinical/RULES.md R-CARD-1): a ``source.topic`` from R-TOPIC-1, a uuid, a summary under 140
+characters cut only at a word boundary, and a detail of at most 1,000 characters without tables — the
+recommendation in one sentence, the deciding factors as at most five bullets naming their evidence and date, the one
+line of what could change the answer, what could not be evaluated, the regimen or scan dates and one evidence line.
+The full explanation is in the pathway view.
 """
 
 from cds_service.cards.context import PATHWAY_LABEL, PATHWAY_PATH, PATHWAY_TOPICS, CardContext, make_card

@@ -15,7 +15,7 @@ from cds_service.protocol import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS, Card,
 OVERRIDE_CODINGS = [Coding(system=OVERRIDE_REASON_SYSTEM, code=c, display=d) for c, d in OVERRIDE_REASONS.items()]
 
 # The full explanation — every factor for and against with its source, the bleeding risk, what was not assessed,
-# the evidence grade and the references — is one click away: the SMART pathway view (KNOWLEDGE.md §7).
+# the evidence grade and the references — is one click away: the SMART pathway view (docs/clinical/RULES.md R-CARD-3).
 PATHWAY_LABEL = "Open the DVT pathway view"
 PATHWAY_PATH = "/smart/launch"
 PATHWAY_TOPICS = frozenset(

@@ -1,6 +1,6 @@
 """Markdown for cards: escaping what comes from resources, summaries cut at a word boundary, bullets, dates in
-words, and a detail composed within its limit (KNOWLEDGE.md §7: summary < 140 characters, detail ≤ 1,000, no
-tables, nothing said twice).
+words, and a detail composed within its limit (docs/clinical/RULES.md R-CARD-1: summary < 140 characters, detail
+≤ 1,000, no tables, nothing said twice).
 
 Text taken from resources is escaped before it goes into markdown, so a resource cannot inject markup into the EHR.
 """
@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 SUMMARY_MAX = 139  # "<140-character" (CDS Hooks)
-DETAIL_MAX = 1000  # KNOWLEDGE.md §7
+DETAIL_MAX = 1000  # docs/clinical/RULES.md R-CARD-1
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]#|<>~])")
 _ELLIPSIS = "…"
 

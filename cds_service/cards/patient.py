@@ -2,9 +2,9 @@
 repeat imaging, an untreated proximal DVT, a DVT whose veins are not documented (or cannot be read), the other leg
 in muscular-vein thrombosis, and the surveillance gap at discharge.
 
-Each card reads in seconds (KNOWLEDGE.md §7): the recommendation in one sentence, the deciding factors, what could
-change it, what could not be evaluated, the regimen or scan dates and one evidence line. The full explanation is
-in the pathway view the recommendation, extension and surveillance cards link to.
+Each card reads in seconds (docs/clinical/RULES.md R-CARD-1): the recommendation in one sentence, the deciding
+factors, what could change it, what could not be evaluated, the regimen or scan dates and one evidence line. The full
+explanation is in the pathway view the recommendation, extension and surveillance cards link to.
 """
 
 from __future__ import annotations

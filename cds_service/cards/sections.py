@@ -126,7 +126,7 @@ def bleeding(risk: BleedingRisk | None) -> Part:
     if risk is None:
         return Part.of("")
     found = ", ".join(md(f.label) for f in risk.factors[:3]) + (" and more" if len(risk.factors) > 3 else "")
-    # KNOWLEDGE.md §4: the scheme is not validated (its own footnote) — said wherever its estimate is.
+    # docs/clinical/RULES.md R-BLEED-10: the scheme is not validated (its own footnote) — said wherever its estimate is.
     estimate = f"{risk.estimate[:-1]}; the scheme is not validated)" if risk.estimate.endswith(")") else risk.estimate
     text = f"**Bleeding risk:** {risk.category.value} — {found or 'no bleeding-risk factor found'}; {estimate}."
     return Part.steps((text, 25), ("", 0))

@@ -1,6 +1,7 @@
 """assess(facts, today, config) → Assessment: what the guideline logic says about this patient's DVT.
 
-KNOWLEDGE.md §3. For an acute, isolated distal DVT, not anticoagulated, with no serial imaging planned:
+docs/clinical/RULES.md R-DECIDE-1 to R-DECIDE-4, R-CANCER-1, R-EXT-*, R-PROX-1, R-DX-3.
+For an acute, isolated distal DVT, not anticoagulated, with no serial imaging planned:
 1. no factor favouring anticoagulation (A) → serial imaging (CHEST 2016 Grade 2C; CHEST 2021 weak);
 2. A factors and no factor favouring serial imaging (S) → anticoagulate;
 3. both → shared decision: serial imaging favoured when bleeding risk is high or the patient prefers to
@@ -167,7 +168,7 @@ def assess(facts: ClinicalFacts, *, today: date, config: RuleConfig) -> Assessme
 
 
 def decide(result: Assessment, facts: ClinicalFacts) -> None:
-    """KNOWLEDGE.md §3 rules 1-3 for an untreated, unsurveilled isolated distal DVT."""
+    """An untreated, unsurveilled isolated distal DVT: docs/clinical/RULES.md R-DECIDE-1 to R-DECIDE-4, R-CANCER-1."""
     a, s = result.for_anticoagulation, result.for_serial_imaging
     bleeding = result.bleeding
     high_bleeding = bleeding is not None and bleeding.category == BleedingCategory.HIGH

@@ -1,4 +1,4 @@
-"""Bleeding-risk category from the CHEST AT9/2016 Table 2 factors (KNOWLEDGE.md §4).
+"""Bleeding-risk category from the CHEST AT9/2016 Table 2 factors (docs/clinical/RULES.md R-BLEED-*).
 
 Low: 0 factors (≈1.6 % major bleeding in the first 3 months); moderate: 1 (≈3.2 %); high: ≥ 2 (≈12.8 %) or any
 single severe factor (active bleeding, platelets < 50 × 10⁹/L, major surgery within 2 days). Age > 75 and
@@ -29,7 +29,7 @@ class BleedingFactor:
     sources: list[SourceRef] = field(default_factory=list)
     weight: int = 1
     severe: bool = False
-    uncertain_source: bool = False  # NSAID: its place in the CHEST table is unverified (KNOWLEDGE.md §4)
+    uncertain_source: bool = False  # NSAID: unverified in the CHEST table (docs/clinical/RULES.md R-BLEED-7)
 
 
 @dataclass

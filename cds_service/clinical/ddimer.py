@@ -1,4 +1,4 @@
-"""Is the D-dimer positive? (KNOWLEDGE.md §2; RESEARCH.md §1.4)
+"""Is the D-dimer positive? (docs/clinical/RULES.md R-DDIMER-1 to R-DDIMER-6; RESEARCH.md §1.4)
 
 The newest final result within ``DDIMER_WINDOW_DAYS`` of diagnosis decides, read in this order:
 1. the lab's interpretation (H, HH, POS, A, DET positive; N, NEG, ND, L negative);

@@ -1,7 +1,7 @@
 """The guideline and study citations the service quotes, one place for all of them.
 
-Every card cites one of these; every threshold in ``thresholds.py`` names one. Text comes from
-``shared/clinical/KNOWLEDGE.md`` §7 and RESEARCH.md §1.1. Study figures are labelled as studies, never
+Every card cites one of these; every threshold in ``thresholds.py`` names one. Each rule of
+``docs/clinical/RULES.md`` names its source among these (R-CARD-2). Study figures are labelled as studies, never
 as recommendations.
 """
 

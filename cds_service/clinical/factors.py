@@ -1,4 +1,6 @@
-"""Every factor that weighs for anticoagulation (A) or for serial imaging (S) — KNOWLEDGE.md §3 — declared once.
+"""Every factor that weighs for anticoagulation (A) or for serial imaging (S), declared once.
+
+The rules: docs/clinical/RULES.md R-RISK-* and R-SERIAL-*.
 
 One row per factor: its code, its label (numbers rendered from ``thresholds.py``, never retyped), the option it
 favours, its citation (CHEST, or the seed document alone), the resource types and value sets it reads, the

@@ -76,7 +76,7 @@ from cds_service.clinical.thrombosis import (
 )
 from cds_service.fhir.record import PatientRecord
 
-# Bleeding-risk conditions (KNOWLEDGE.md §4) and the value set each is read from.
+# Bleeding-risk conditions (docs/clinical/RULES.md R-BLEED-2) and the value set each is read from.
 BLEEDING_CONDITION_SETS = {
     "renal-failure": "condition-renal-failure",
     "liver-failure": "condition-liver-failure",
@@ -87,7 +87,7 @@ BLEEDING_CONDITION_SETS = {
     "frequent-falls": "condition-falls",
 }
 # What is selected before validation: the factors' own reads (factors.py) and what the rest of the rules read —
-# the DVT itself (KNOWLEDGE.md §1), pregnancy and postpartum (regimen, order checks), bleeding risk (§4).
+# the DVT itself (docs/clinical/RULES.md R-DX-*), pregnancy and postpartum (R-PREG-*), bleeding risk (R-BLEED-*).
 CONDITION_READS = tuple(
     dict.fromkeys(
         (
@@ -325,7 +325,7 @@ def _local_codes_by_text(
 
 def _residual_thrombus(imaging: list[ImagingStudy], notes: list[str]) -> None:
     """A vein read from text with thrombus, acuity not stated, that an earlier (older) study already showed on
-    the same leg may be residual thrombus: not read as a new episode (KNOWLEDGE.md §2b "Chronicity")."""
+    the same leg may be residual thrombus: not read as a new episode (docs/clinical/RULES.md R-TEXT-6)."""
     older = [(v.name, t.side) for s in imaging for t in s.thromboses if not t.acute for v in t.veins]
     for study in imaging:
         for thrombosis in study.thromboses:

@@ -5,7 +5,7 @@ drug name in the text (reported as such). The dose per administration comes from
 tablets/syringes/mL times the strength in the RxNorm display, or mg/kg times the latest weight) and the
 frequency from ``timing`` (repeat, or BID/TID/Q12H codes). Treatment vs prophylactic intensity is decided
 against the per-agent limits in ``thresholds.PROPHYLACTIC_DAILY_DOSE``; an unknown dose counts as treatment
-(KNOWLEDGE.md §1) and says so.
+(docs/clinical/RULES.md R-MED-2) and says so.
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ class Thrombosis:
     diameter_mm: float | None = None
     distance_to_popliteal_cm: float | None = None
     from_imaging: bool = False
-    from_report_text: bool = False  # read from a report's narrative (KNOWLEDGE.md §2b), not from codes
+    from_report_text: bool = False  # read from a report's narrative (docs/clinical/RULES.md R-TEXT-10), not from codes
     occlusive: bool | None = None
     evidence: dict[str, str] = field(default_factory=dict)  # fact (veins, length, ...) -> the sentence it came from
 
@@ -233,7 +233,7 @@ class Measurement:
 class DoseIntensity(StrEnum):
     TREATMENT = "treatment"
     PROPHYLACTIC = "prophylactic"
-    UNKNOWN = "unknown"  # counts as treatment (KNOWLEDGE.md §1); the card says so
+    UNKNOWN = "unknown"  # counts as treatment (docs/clinical/RULES.md R-MED-2); the card says so
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Checks on drafted orders (order-select, order-sign): KNOWLEDGE.md §6 rows for anticoagulants and
-venous ultrasound. Plain functions from drafts and facts to findings; cards.py renders them."""
+"""Checks on drafted orders (order-select, order-sign): docs/clinical/RULES.md R-ORDER-*, R-PREG-3, R-PITFALL-1 for
+anticoagulants and venous ultrasound. Plain functions from drafts and facts to findings; cards.py renders them."""
 
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ def pregnancy_conflict(draft: DraftAnticoagulant, facts: ClinicalFacts) -> bool:
 
 
 def duration_problem(draft: DraftAnticoagulant, assessment: Assessment) -> str | None:
-    """Duration differing from KNOWLEDGE.md §3 for an isolated distal DVT; None when it agrees or is unknown."""
+    """Duration differing from docs/clinical/RULES.md R-REGIMEN-2 (R-ORDER-2) for an isolated distal DVT; None when it
+    agrees or is unknown."""
     days = draft.use.duration_days
     if days is None or not assessment.isolated_distal or assessment.regimen is None:
         return None
@@ -147,8 +148,8 @@ def duration_problem(draft: DraftAnticoagulant, assessment: Assessment) -> str |
 def cautions(
     draft: DraftAnticoagulant, facts: ClinicalFacts, other_drafts: list[DraftAnticoagulant] | None = None
 ) -> list[str]:
-    """Renal, platelet, weight and interaction cautions for the drafted agent (KNOWLEDGE.md §3, RESEARCH.md §2),
-    and another anticoagulant current or drafted beside it."""
+    """Renal, platelet, weight and interaction cautions for the drafted agent (docs/clinical/RULES.md R-ORDER-3,
+    RESEARCH.md §2), and another anticoagulant current or drafted beside it."""
     agent, found = draft.use.agent, []
     crcl = facts.labs.crcl_ml_min
     if crcl is not None:

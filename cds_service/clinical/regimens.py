@@ -1,4 +1,4 @@
-"""Which anticoagulant regimen the population calls for (KNOWLEDGE.md §3 "Anticoagulation orders").
+"""Which anticoagulant regimen the population calls for (docs/clinical/RULES.md R-REGIMEN-*, R-CANCER-2, R-PREG-2).
 
 Standard: apixaban 10 mg twice daily for 7 days then 5 mg twice daily (rivaroxaban 15 mg twice daily with food
 for 21 days then 20 mg daily as the alternative), 3 months for isolated distal DVT (CHEST 1B; DOAC over

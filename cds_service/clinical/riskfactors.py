@@ -1,4 +1,5 @@
-"""The patient-level factors of KNOWLEDGE.md §2, each read from its stated FHIR source.
+"""The patient-level factors, each read from its stated FHIR source (docs/clinical/RULES.md R-RISK-*, R-PREG-1,
+R-SERIAL-4).
 
 Every function returns a ``Finding`` whose ``sources`` name the resources it came from. A factor whose
 source data could not be obtained is ``Finding.unknown`` (``present=None``), never silently "absent": the

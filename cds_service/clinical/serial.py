@@ -1,4 +1,4 @@
-"""Is repeat venous imaging arranged? (KNOWLEDGE.md §1 "Serial imaging planned")
+"""Is repeat venous imaging arranged? (docs/clinical/RULES.md R-US-2)
 
 Planned: an active or draft ServiceRequest for lower-extremity venous duplex due from the diagnosis up to
 ``IMAGING_PLANNED_WITHIN_DAYS`` ahead (an order without a date counts, and says so), or a repeat study already

@@ -34,7 +34,7 @@ ACUTE_WINDOW_DAYS = Threshold(
     "days",
     "onset within 30 days",
     evidence.PROJECT,
-    "KNOWLEDGE.md §1: default 30 days, a setting (DVT_CDS_ACUTE_WINDOW_DAYS).",
+    "docs/clinical/RULES.md R-DX-4: default 30 days, a setting (DVT_CDS_ACUTE_WINDOW_DAYS).",
 )
 PROVOKING_WINDOW_DAYS = Threshold(
     "provoking-factor window",
@@ -43,7 +43,7 @@ PROVOKING_WINDOW_DAYS = Threshold(
     "within 90 days before diagnosis",
     evidence.CHEST_2016,
     "Transient provoking factors (surgery, hospitalization, trauma, immobilization) looked for in the 90 days "
-    "before diagnosis (KNOWLEDGE.md §2).",
+    "before diagnosis (docs/clinical/RULES.md R-RISK-5).",
 )
 RECENT_HOSPITALIZATION_DAYS = Threshold(
     "recent hospitalization",
@@ -69,7 +69,7 @@ LAB_WINDOW_DAYS = Threshold(
     "days",
     "newest result within 30 days",
     evidence.PROJECT,
-    "Weight, creatinine, platelets and haemoglobin older than this are not used (KNOWLEDGE.md §2).",
+    "Weight, creatinine, platelets and haemoglobin older than this are not used (docs/clinical/RULES.md R-LAB-1).",
 )
 PAIN_WINDOW_DAYS = Threshold("pain score recency", 3, "days", "within 3 days", evidence.PROJECT)
 
@@ -154,7 +154,7 @@ RENAL_DRUG_CRCL = Threshold(
     "mL/min",
     "CrCl < 30: no dabigatran, edoxaban or fondaparinux",
     evidence.CHEST_2016,
-    "Drug labels; KNOWLEDGE.md §3.",
+    "Drug labels; docs/clinical/RULES.md R-REGIMEN-3, R-ORDER-3.",
 )
 HIGH_WEIGHT_KG = Threshold(
     "high body weight",
@@ -168,7 +168,7 @@ LOW_WEIGHT_EDOXABAN_KG = Threshold("edoxaban low weight", 60, "kg", "<= 60 kg: e
 
 # --- prophylactic vs treatment intensity -------------------------------------------------------------------------
 # The highest daily dose that is still prophylactic, per agent: anything above is treatment intensity.
-# Prophylactic regimens per KNOWLEDGE.md §1 (enoxaparin 40 mg daily, apixaban 2.5 mg twice daily) and the
+# Prophylactic regimens per docs/clinical/RULES.md R-MED-1 (enoxaparin 40 mg daily, apixaban 2.5 mg twice daily) and the
 # products of VSAC "Anticoagulants for VTE Prophylaxis" 2.16.840.1.113762.1.4.1147.130 (RESEARCH.md §3.5):
 # rivaroxaban 10 mg, dabigatran 110 mg (220 mg/day), enoxaparin 30 mg twice daily, fondaparinux 2.5 mg,
 # heparin 5000 units up to three times daily, dalteparin 5000 units daily. Warfarin and edoxaban have no

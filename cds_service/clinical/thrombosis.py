@@ -1,14 +1,14 @@
 """Deep vein thromboses from Conditions and from venous ultrasound results.
 
-Conditions: the vein class comes from the code (ICD-10-CM I82.4- per vein, KNOWLEDGE.md §1); with SNOMED or
-text-only coding the veins come from ``bodySite`` (or, failing that, vein names in the text). Side comes
+Conditions: the vein class comes from the code (ICD-10-CM I82.4- per vein, docs/clinical/RULES.md R-DX-1); with SNOMED
+or text-only coding the veins come from ``bodySite`` (or, failing that, vein names in the text). Side comes
 from the ICD-10-CM sixth character, else from a laterality ``bodySite``, else from words in the text.
 
 Ultrasound: Observations coded with a venous-duplex code, components in the project system
-``urn:distal-dvt-cds:venous-ultrasound`` (KNOWLEDGE.md §2), grouped into one study by a DiagnosticReport
+``urn:distal-dvt-cds:venous-ultrasound`` (docs/clinical/RULES.md R-US-1), grouped into one study by a DiagnosticReport
 ``result`` where present. A report with a DVT ``conclusionCode`` and no coded components still counts; a
-narrative-only report is read from its text (``reports/``: KNOWLEDGE.md §2b) and one whose text cannot be read is
-kept as unreadable so the card can say so.
+narrative-only report is read from its text (``reports/``: docs/clinical/RULES.md R-TEXT-*) and one whose text cannot
+be read is kept as unreadable so the card can say so.
 """
 
 from __future__ import annotations

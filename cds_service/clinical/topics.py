@@ -1,7 +1,7 @@
-"""Card topics (``source.topic``): stable codes EHRs key overrides on (KNOWLEDGE.md §5). Never rename.
+"""Card topics (``source.topic``): stable codes EHRs key overrides on (docs/clinical/RULES.md R-TOPIC-1). Never rename.
 
-One table: each topic's code, its display and its indicator. The indicator is the topic's usual one; KNOWLEDGE.md
-§5 names the two exceptions, which the card builders apply: an extension within the calf is a warning (critical
+One table: each topic's code, its display and its indicator. The indicator is the topic's usual one; R-TOPIC-1
+names the two exceptions, which the card builders apply: an extension within the calf is a warning (critical
 only into the proximal veins), and serial imaging offered on an order check is info.
 """
 

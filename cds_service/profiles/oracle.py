@@ -2,8 +2,8 @@
 
 Cards show in a narrow side panel (about an eighth of the screen) and critical cards as pop-ups:
 
-* no tables in the detail — the service's cards carry none (KNOWLEDGE.md §7); should one ever arrive, each table row
-  becomes a bullet;
+* no tables in the detail — the service's cards carry none (docs/clinical/RULES.md R-CARD-1); should one ever arrive,
+  each table row becomes a bullet;
 * links: Oracle Health removes any link not in the registration's allowed links and does not support
   ``appContext`` — the pathway view's SMART link (``/smart/launch``) is sent without it, and must be registered as
   a SMART launch URL (docs/integration/oracle-health.md);

@@ -71,7 +71,7 @@ class Scenario(BaseModel):
     title: str
     description: str
     bundle: str
-    covers: list[str] = Field(default_factory=list)  # the KNOWLEDGE.md rules / hook-table rows it exercises
+    covers: list[str] = Field(default_factory=list)  # the docs/clinical/RULES.md rules / hook-table rows it exercises
     why: str | None = None  # for a vendor-shaped record: where the shape is documented
     calls: list[Call] = Field(min_length=1)
 

@@ -1,4 +1,4 @@
-"""A venous duplex report's narrative → the facts the coded path produces (KNOWLEDGE.md §2, §2b).
+"""A venous duplex report's narrative → the facts the coded path produces (docs/clinical/RULES.md R-US-1, R-TEXT-*).
 
 Thrombosed deep veins become one ``Thrombosis`` per leg (vein class, side, occlusive, length, diameter, distance
 to the popliteal vein); chronic thrombus becomes prior VTE; "possible thrombus" a suspected DVT; an incomplete

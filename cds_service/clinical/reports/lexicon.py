@@ -1,4 +1,4 @@
-"""The words of a venous duplex report, from KNOWLEDGE.md §2b: veins, findings and the cues around them.
+"""The words of a venous duplex report, from docs/clinical/RULES.md R-TEXT-*: veins, findings and the cues around them.
 
 One table per kind of word, so a site that writes "PTV" or "gastroc" is one line here. The medspaCy pipeline
 (``nlp.py``) is built from these tables: veins and findings become target rules, the cues ConText rules and
@@ -72,7 +72,7 @@ DEEP_VEINS: tuple[VeinTerm, ...] = (
     ),
 )
 
-# Not deep veins: thrombus here is superficial thrombophlebitis, not DVT (KNOWLEDGE.md §2b).
+# Not deep veins: thrombus here is superficial thrombophlebitis, not DVT (docs/clinical/RULES.md R-TEXT-4).
 SUPERFICIAL_VEINS: tuple[str, ...] = (
     "great saphenous vein",
     "great saphenous veins",
@@ -466,7 +466,8 @@ RESOLVED = frozenset(
         "no longer identified",
     }
 )
-# The vein was not (fully) seen: an incomplete study cannot exclude distal DVT (KNOWLEDGE.md §2b, §6).
+# The vein was not (fully) seen: an incomplete study cannot exclude distal DVT
+# (docs/clinical/RULES.md R-TEXT-8, R-PITFALL-1).
 NOT_SEEN = (
     "not visualized",
     "not well visualized",

@@ -1,4 +1,6 @@
-"""The narrative of a DiagnosticReport as plain text: ``conclusion`` and ``presentedForm`` (KNOWLEDGE.md §2b).
+"""The narrative of a DiagnosticReport as plain text: ``conclusion`` and ``presentedForm``.
+
+The rule: docs/clinical/RULES.md R-TEXT-2.
 
 ``presentedForm`` attachments come inline (base64 ``data``) or as a ``url`` to a ``Binary`` that the fetch layer
 has already read (``attachments``, keyed by the URL as the report wrote it). Plain text, HTML/XHTML and RTF are

@@ -1,4 +1,4 @@
-"""Report text → what the report says about each deep vein (KNOWLEDGE.md §2b), conservatively.
+"""Report text → what the report says about each deep vein (docs/clinical/RULES.md R-TEXT-*), conservatively.
 
 The medspaCy pipeline (``nlp.py``) marks veins, thrombus words and measurements, and ConText tells which of them
 are negated, hypothetical, uncertain, chronic, on which side. This module turns that into statements:

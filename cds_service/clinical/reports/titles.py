@@ -1,6 +1,6 @@
 """Is this a venous duplex of the leg? For reports and orders coded locally (an Epic procedure id, an Oracle
 Health code set 72 event code) the title is all there is: venous + (duplex | Doppler | ultrasound) + lower
-extremity / leg (KNOWLEDGE.md §2b "Which reports"). Arterial, upper-limb and carotid studies are not.
+extremity / leg (docs/clinical/RULES.md R-TEXT-1). Arterial, upper-limb and carotid studies are not.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -86,12 +87,19 @@ def serve(args: argparse.Namespace) -> int:
             {**settings.model_dump(), **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
         )
     configure_logging(settings.log_level)
-    from werkzeug.serving import make_server
+    from werkzeug.serving import get_sockaddr, make_server, select_address_family
 
     app = create_app_or_exit(settings)
+    # Bound here, not by werkzeug (which prints plain text and exits when the port is taken): "serving" is logged
+    # only once the socket listens, and a taken port is one log line in the service's format.
+    family = select_address_family(settings.host, settings.port)
+    listener = socket.socket(family, socket.SOCK_STREAM)
     try:
-        server = make_server(settings.host, settings.port, app, threaded=True)  # binds the socket here
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(get_sockaddr(settings.host, settings.port, family))
+        listener.listen(128)
     except OSError as error:
+        listener.close()
         taken = error.errno == errno.EADDRINUSE
         log_fields(
             log,
@@ -108,13 +116,15 @@ def serve(args: argparse.Namespace) -> int:
             port=settings.port,
         )
         return 1
+    server = make_server(settings.host, settings.port, app, threaded=True, fd=listener.fileno())
+    listener.close()  # the server holds its own duplicate of the bound socket
     log_fields(
         log,
         logging.INFO,
         "serving (development server; use gunicorn in production)",
         event="start",
         host=settings.host,
-        port=server.server_port,
+        port=server.server_address[1],
     )
     try:
         server.serve_forever()

@@ -35,9 +35,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class ScenarioFhirServer:
-    def __init__(self, resources: list[dict[str, Any]]):
+    def __init__(self, resources: list[dict[str, Any]], *, port: int = 0):
+        """``port`` 0: any free port; a fixed one lets a service's DVT_CDS_FHIR_SERVER_ALLOWLIST name this server."""
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
+            "127.0.0.1", port, self._app, threaded=True, request_handler=_QuietHandler
         )
         self.resources = with_fhir_base(resources, self.base_url)
         # A short poll so shutdown returns at once (werkzeug's default 0.5 s poll made every replay wait that long).

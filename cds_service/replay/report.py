@@ -13,7 +13,13 @@ def describe_cards(outcome: CallOutcome, out: TextIO) -> None:
     out.write(f"\n{head}\n{'─' * len(head)}\n")
     if outcome.status != 200:
         issues = outcome.body.get("issue", []) if isinstance(outcome.body, dict) else []
-        out.write(f"  HTTP {outcome.status}: " + "; ".join(i.get("diagnostics", "") for i in issues) + "\n")
+        hint = _STATUS_HINTS.get(outcome.status)
+        out.write(
+            f"  HTTP {outcome.status}: "
+            + "; ".join(i.get("diagnostics", "") for i in issues)
+            + (f" ({hint})" if hint else "")
+            + "\n"
+        )
     if not outcome.cards and outcome.status == 200:
         out.write("  (no cards)\n")
     for card in outcome.cards:
@@ -41,29 +47,77 @@ def as_json(outcome: CallOutcome) -> dict[str, Any]:
     }
 
 
-def table(outcomes: list[CallOutcome], out: TextIO) -> None:
-    rows = [("scenario", "hook", "expected", "got", "result")]
+_STATUS_HINTS = {
+    401: "the service requires a signed JWT: --sign-key KEY.pem --iss ISS --kid KID, or run it with DVT_CDS_AUTH=off",
+    404: "no such service at this URL: check --url and the service id",
+}
+WIDTH = 100  # the table fits a 100-column terminal: long cells wrap inside their column
+_HOOKS = {"patient-view": "view", "order-select": "select", "order-sign": "sign", "encounter-discharge": "discharge"}
+
+
+def table(outcomes: list[CallOutcome], out: TextIO, width: int = WIDTH) -> None:
+    """One row per call: result, scenario, hook (abbreviated, legend below) and the cards — for a call as expected
+    the cards it got (the ones expected), for a difference what was expected and what came, one topic a line."""
+    head = ("result", "scenario", "hook", "cards")
+    fixed = [len(head[0]), 46, max(len(h) for h in _HOOKS.values())]
+    fixed[1] = min(fixed[1], max([len(head[1]), *(len(o.scenario.id) for o in outcomes)]))
+    cards_width = max(width - sum(fixed) - 2 * 3, 12)
+    widths = [*fixed, cards_width]
+    rows: list[tuple[str, str, str, list[str]]] = []
     for o in outcomes:
-        want = ", ".join(sorted(e.topic for e in o.call.expect.cards)) or "no card"
+        want = sorted(e.topic for e in o.call.expect.cards) or ["no card"]
         if o.call.expect.status != 200:
-            want = f"HTTP {o.call.expect.status}"
-        got = ", ".join(sorted(o.topics)) or ("no card" if o.status == 200 else f"HTTP {o.status}")
-        rows.append((o.scenario.id, o.call.hook, want, got, "pass" if o.passed else "FAIL"))
-    widths = [min(max(len(r[i]) for r in rows), 60) for i in range(5)]
-    for n, row in enumerate(rows):
-        out.write("  ".join(cell[:60].ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
-        if n == 0:
-            out.write("  ".join("-" * w for w in widths) + "\n")
+            want = [f"HTTP {o.call.expect.status}"]
+        got = sorted(o.topics) or (["no card"] if o.status == 200 else [f"HTTP {o.status}"])
+        cards = _fill(got, cards_width) if o.passed else ["expected:", *want, "got:", *got]
+        rows.append(("pass" if o.passed else "FAIL", o.scenario.id, _HOOKS.get(o.call.hook, o.call.hook), cards))
+
+    def emit(cells: list[list[str]]) -> None:
+        for n in range(max(len(c) for c in cells)):
+            line = "  ".join((c[n] if n < len(c) else "").ljust(widths[i]) for i, c in enumerate(cells))
+            out.write(line.rstrip() + "\n")
+
+    emit([[h] for h in head])
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for result, scenario, hook, cards in rows:
+        emit(
+            [
+                [result],
+                _wrap(scenario, widths[1]),
+                _wrap(hook, widths[2]),
+                [w for c in cards for w in _wrap(c, widths[3])],
+            ]
+        )
+    out.write("hook: " + ", ".join(f"{short} = {hook}" for hook, short in _HOOKS.items()) + "\n")
     passed = sum(o.passed for o in outcomes)
     out.write(f"\n{passed}/{len(outcomes)} calls as expected\n")
 
 
-class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal, or when asked)."""
+def _wrap(text: str, width: int) -> list[str]:
+    """Break at the width (a scenario id or a topic longer than its column), keeping every character."""
+    return [text[i : i + width] for i in range(0, len(text), width)] or [""]
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, force: bool = False):
-        self.total, self.done, self.stream = total, 0, stream
-        self.enabled = force or stream.isatty()
+
+def _fill(items: list[str], width: int) -> list[str]:
+    """Items joined with ", " into lines of at most ``width``; an item that does not fit starts the next line."""
+    lines: list[str] = []
+    for n, item in enumerate(items):
+        text = item + ("," if n < len(items) - 1 else "")
+        if lines and len(lines[-1]) + 1 + len(text) <= width:
+            lines[-1] += " " + text
+        else:
+            lines.extend(_wrap(text, width))
+    return lines or [""]
+
+
+class Progress:
+    """A one-line progress bar on stderr, only when it is a terminal (a redirected stderr gets no carriage-return
+    lines)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.total, self.done = total, 0
+        self.enabled = self.stream.isatty()
 
     def step(self, label: str) -> None:
         self.done += 1

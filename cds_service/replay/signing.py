@@ -50,9 +50,7 @@ def _load(key_path: Path) -> object:
                 f"--sign-key {key_path} is a public key; give the issuer's PEM private key (unencrypted)"
             ) from None
         reason = str(error).split(". See ")[0].strip() or type(error).__name__
-        raise SigningKeyError(
-            f"--sign-key {key_path} is not an unencrypted PEM private key ({reason})"
-        ) from None
+        raise SigningKeyError(f"--sign-key {key_path} is not an unencrypted PEM private key ({reason})") from None
 
 
 def _looks_like_jwks(data: bytes) -> bool:

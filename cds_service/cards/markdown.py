@@ -15,15 +15,41 @@ from typing import Any
 
 SUMMARY_MAX = 139  # "<140-character" (CDS Hooks)
 DETAIL_MAX = 1000  # docs/clinical/RULES.md R-CARD-1
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|<>~])")
 _ELLIPSIS = "…"
 
 
+# Autolinks (issue 17): a URL or an e-mail address in resource text must not become a live link on the card, neither
+# as a CommonMark autolink (``<https://…>``: its ``<`` is escaped) nor as a GFM extended autolink, which cmark-gfm
+# (GitHub, and the renderers EHRs use) and markdown-it's linkify find in plain text:
+# - ``scheme:`` (``https://``, ``ftp://``, ``mailto:``, ``xmpp:``…): a colon after a letter, before a non-space, is
+#   escaped: ``https\://``;
+# - ``www.`` and ``host.tld`` (linkify's fuzzy links): a dot after ``www`` or before two letters is escaped:
+#   ``www\.example\.org``; a backslash escape cuts the text where the autolink scanners look;
+# - ``name@host.tld``: cmark-gfm finds e-mail addresses after escapes are undone, so no escape of ``@`` helps; a
+#   WORD JOINER (U+2060, invisible, no break) is put before the ``@``, and the scanners find no name before it.
+# Every escape renders as the character itself: the clinician reads the text as written, not as a link.
+_ESCAPED = re.compile(
+    r"[\\`*_\[\]#|<>~]"  # markup and HTML
+    r"|(?<=[A-Za-z]):(?=\S)"  # a scheme's colon
+    r"|(?i:(?<=www))\.|\.(?=[^\W\d_]{2})"  # www. and host.tld
+    r"|[&@]"
+)
+_WORD_JOINER = "\u2060"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    if char == "&":
+        return "&amp;"
+    if char == "@":
+        return _WORD_JOINER + "@"
+    return "\\" + char
+
+
 def md(text: Any) -> str:
-    """Escape text from a resource for GitHub-flavoured markdown (and the HTML it may carry)."""
-    flat = " ".join(str(text).split())
-    flat = flat.replace("&", "&amp;")
-    return _MD_SPECIAL.sub(r"\\\1", flat)
+    """Escape text from a resource for GitHub-flavoured markdown (and the HTML it may carry): no markup, no HTML, no
+    autolink; rendered, it reads as the text itself."""
+    return _ESCAPED.sub(_escape, " ".join(str(text).split()))
 
 
 def shorten(text: str, limit: int) -> str:

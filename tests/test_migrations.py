@@ -161,6 +161,7 @@ def test_partial_tables_without_history_are_refused_not_guessed(tmp_path: Path) 
 @pytest.mark.parametrize("args", [["serve"], ["serve", "--production"], ["feedback-report"], ["db", "purge"]])
 def test_serve_refuses_an_empty_database_in_one_line_and_creates_nothing(tmp_path: Path, args: list[str]) -> None:
     path = tmp_path / "fresh.sqlite3"
+    path.touch()  # an empty database (a missing one is refused before: tests/test_newcomer_cli.py)
     env = {**clean_env(tmp_path), "DVT_CDS_DATABASE_URL": f"sqlite:///{path}"}
     result = run(args, env)
     assert result.returncode == 2, result.stderr

@@ -30,7 +30,7 @@ INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpreta
 
 _ids = itertools.count(1)
 
-# Veins by SNOMED body structure (KNOWLEDGE.md §1)
+# Veins by SNOMED body structure (docs/clinical/RULES.md R-DX-1)
 GASTROCNEMIUS = ("264481007", "Gastrocnemius vein")
 SOLEAL = ("397427005", "Soleal vein")
 PERONEAL = ("71758008", "Peroneal vein")

@@ -1,8 +1,8 @@
-"""Every card of every fixture scenario, under every EHR profile, reads in seconds (KNOWLEDGE.md §7, issue 13):
-detail ≤ 1,000 characters without tables, no resource ids or project jargon, nothing said twice, a summary under
-140 characters cut only at a word boundary, and the recommendation, extension and surveillance cards link to the
-pathway view. The limits are checked here; the clinical answer of each scenario is checked by its manifest
-(tests/test_scenarios.py, tests/profiles/test_conformance.py)."""
+"""Every card of every fixture scenario, under every EHR profile, reads in seconds (docs/clinical/RULES.md R-CARD-1,
+R-CARD-3, R-TOPIC-1; issue 13): detail ≤ 1,000 characters without tables, no resource ids or project jargon, nothing
+said twice, a summary under 140 characters cut only at a word boundary, and the recommendation, extension and
+surveillance cards link to the pathway view. The limits are checked here; the clinical answer of each scenario is
+checked by its manifest (tests/test_scenarios.py, tests/profiles/test_conformance.py)."""
 
 from __future__ import annotations
 

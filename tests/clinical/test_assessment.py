@@ -1,5 +1,6 @@
-"""The decision (KNOWLEDGE.md §3): each factor for anticoagulation (A) and serial imaging (S) at and beside its
-threshold, the three rules, the profiles, surveillance and extension, proximal and location-unknown DVT."""
+"""The decision (docs/clinical/RULES.md "The decision", R-DECIDE-1 to R-DECIDE-4): each factor for anticoagulation (A)
+and serial imaging (S) at and beside its threshold, the three rules, the profiles, surveillance and extension,
+proximal and location-unknown DVT."""
 
 from __future__ import annotations
 
@@ -374,7 +375,7 @@ def test_pain_concept_observations_do_not_break_anything() -> None:
     assert assess_of(baseline(odd)).recommendation == Topic.SERIAL_IMAGING
 
 
-# --- rules checked at and beside their edges (KNOWLEDGE.md §1-§3) ------------------------------------------------
+# --- rules checked at and beside their edges (RULES.md R-DX-*, R-RISK-*, R-DECIDE-*) ------------------------------
 def test_pregnancy_and_postpartum_provoke_so_the_dvt_is_not_unprovoked() -> None:
     assert "unprovoked" in a_codes(assess_of([distal_dvt()]))
     pregnant = assess_of([distal_dvt(), condition("Z33.1", display="Pregnant state, incidental", onset=100)])

@@ -1,4 +1,5 @@
-"""Bleeding-risk category (CHEST AT9/2016 Table 2, KNOWLEDGE.md §4): each factor, each threshold, the counts."""
+"""Bleeding-risk category (CHEST AT9/2016 Table 2, docs/clinical/RULES.md "Bleeding risk"): each factor, each
+threshold, the counts."""
 
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ def test_antiplatelet_and_nsaid() -> None:
     )
     assert {"antiplatelet", "nsaid"} <= codes(result)
     nsaid = next(f for f in result.factors if f.code == "nsaid")
-    assert nsaid.uncertain_source  # KNOWLEDGE.md §4: NSAID's place in the 2016 table is unverified
+    assert nsaid.uncertain_source  # RULES.md R-BLEED-7: NSAID's place in the 2016 table is unverified
 
 
 @pytest.mark.parametrize(("days", "severe"), [(1, True), (2, True), (3, False)])

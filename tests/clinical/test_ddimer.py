@@ -1,4 +1,5 @@
-"""D-dimer positivity (KNOWLEDGE.md §2): interpretation, then reference range, then 500 FEU / 250 DDU."""
+"""D-dimer positivity (docs/clinical/RULES.md R-DDIMER-1 to R-DDIMER-6):
+interpretation, then reference range, then 500 FEU / 250 DDU."""
 
 from __future__ import annotations
 

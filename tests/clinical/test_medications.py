@@ -1,4 +1,5 @@
-"""Anticoagulant recognition, daily dose, treatment vs prophylactic intensity, duration (KNOWLEDGE.md §1)."""
+"""Anticoagulant recognition, daily dose, treatment vs prophylactic intensity, duration
+(docs/clinical/RULES.md R-MED-1, R-MED-2)."""
 
 from __future__ import annotations
 

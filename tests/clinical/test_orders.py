@@ -1,4 +1,4 @@
-"""Checks on drafted orders (KNOWLEDGE.md §6, order-select and order-sign rows)."""
+"""Checks on drafted orders (docs/clinical/RULES.md R-ORDER-2, R-ORDER-3, R-ORDER-4, R-PREG-3, R-PITFALL-1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Which regimen the population calls for (KNOWLEDGE.md §3 "Anticoagulation orders")."""
+"""Which regimen the population calls for
+(docs/clinical/RULES.md "Regimens and durations": R-REGIMEN-1 to R-REGIMEN-3, R-CANCER-2; R-PREG-2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The patient-level factors of KNOWLEDGE.md §2, each from its FHIR source, each window at and beside its edge."""
+"""The patient-level factors (docs/clinical/RULES.md R-RISK-5 to R-RISK-11, R-SERIAL-4, R-PREG-1, R-BLEED-8), each
+from its FHIR source, each window at and beside its edge."""
 
 from __future__ import annotations
 

@@ -27,12 +27,12 @@ def test_each_valueset_is_valid_r4_and_names_its_source(vs_id: str) -> None:
     assert len(resource["description"]) > 30
     assert any(
         word in resource["description"]
-        for word in ("VSAC", "KNOWLEDGE", "RESEARCH", "Project", "code-verification", "CPIC", "FHIR", "DICOM")
+        for word in ("VSAC", "RULES.md", "RESEARCH", "Project", "code-verification", "CPIC", "FHIR", "DICOM")
     )
     tx.valueset(vs_id)  # compiles
 
 
-# Codes KNOWLEDGE.md / RESEARCH.md / docs/clinical/code-verification.md mark unverified [U]: never encoded.
+# Codes docs/clinical/code-verification.md marks unverified [U]: never encoded (docs/clinical/RULES.md R-CODE-2).
 UNVERIFIED = [
     (tx.RXNORM, "1116632"),  # ticagrelor ingredient [U]/[V2]: the VSAC ticagrelor products are used instead
     (tx.LOINC, "39052-2"),  # conflicting duplex code [U]

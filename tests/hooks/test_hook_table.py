@@ -1,4 +1,5 @@
-"""KNOWLEDGE.md §6, row by row, through the HTTP API of each service."""
+"""The hooks' cards (docs/clinical/RULES.md "Cards and hooks" R-HOOK-1 to R-HOOK-3, and the order checks R-ORDER-1 to
+R-ORDER-4, R-PREG-3, R-PITFALL-1, R-IMAGING-4), one by one, through the HTTP API of each service."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Expected readings of whole reports and how a ``ReportReading`` is compared with them (KNOWLEDGE.md §2b)."""
+"""Expected readings of whole reports and how a ``ReportReading`` is compared with them (docs/clinical/RULES.md
+"Reading venous duplex report text")."""
 
 from __future__ import annotations
 

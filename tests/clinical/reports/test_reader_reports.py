@@ -1,9 +1,10 @@
-"""Whole venous duplex reports, as US radiology and vascular labs write them, read as KNOWLEDGE.md §2b says.
+"""Whole venous duplex reports, as US radiology and vascular labs write them, read as docs/clinical/RULES.md
+"Reading venous duplex report text" says.
 
 Each report lists the deep veins with thrombus and the veins stated free of thrombus per leg, and what else it
 says: measurements, chronicity, an incomplete study, a repeat study's change, superficial-vein thrombosis,
 uncertainty, and a disagreement between FINDINGS and IMPRESSION (the impression decides). A one-leg study's
-sentences that name no leg are of the study's leg (§2b "a one-leg study's side comes from its title").
+sentences that name no leg are of the study's leg (R-TEXT-7: a one-leg study's side comes from its title).
 The delivery forms (HTML, RTF, ``conclusion``, a ``Binary`` by URL, PDF, a failed fetch) go through
 ``report_narrative`` first.
 """

@@ -1,4 +1,5 @@
-"""One sentence at a time: what a venous duplex report sentence says, read as KNOWLEDGE.md §2b defines it.
+"""One sentence at a time: what a venous duplex report sentence says, read as docs/clinical/RULES.md
+"Reading venous duplex report text" (R-TEXT-3 to R-TEXT-9) defines it.
 
 Each case is a sentence (optionally under a section header) and what it means clinically: the deep veins it says
 have thrombus or are free of thrombus, on which leg, and the chronicity, occlusion, measurements, superficial-vein

@@ -1,4 +1,5 @@
-"""A report's narrative → the facts of the coded path (``read_text_findings``, KNOWLEDGE.md §2, §2b)."""
+"""A report's narrative → the facts of the coded path (``read_text_findings``, docs/clinical/RULES.md
+"Reading venous duplex report text")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Vein keys and sides shared by the report-reader tests (the keys ``read_report`` uses, KNOWLEDGE.md §1, §2b)."""
+"""Vein keys and sides shared by the report-reader tests (the keys ``read_report`` uses, RULES.md R-DX-1, R-TEXT-4)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from cds_service.app import create_app
 from cds_service.settings import Settings
 from cds_service.store import Store
 from tests.builders import NOW
+from tests.fastserver import FastStopHTTPServer
 
 # `make test` is the same run every time (a flaky test is a bug): generated inputs come from a fixed seed and no
 # example database is read or written. `make fuzz` explores (random, with its database under .hypothesis/, which is
@@ -75,7 +76,7 @@ def store(app: Flask) -> Store:
 
 
 def _threaded_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server = FastStopHTTPServer(host="127.0.0.1", threaded=True)
     server.start()
     yield server
     server.clear()

@@ -29,6 +29,7 @@ from pytest_httpserver import HTTPServer
 
 from cds_service.logs import JsonFormatter
 from tests.builders import bundle, ddimer, distal_dvt, hook_request, patient
+from tests.fastserver import FastStopHTTPServer
 
 BASE = "https://cds.example.org"
 ISS = "https://ehr.example.org/fhir"
@@ -158,7 +159,7 @@ def tls_server(tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) ->
     cert_path, key_path = tls_files
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
-    server = HTTPServer(host="127.0.0.1", ssl_context=context, threaded=True)
+    server = FastStopHTTPServer(host="127.0.0.1", ssl_context=context, threaded=True)
     server.start()
     prefix = server.url_for("/")
     assert prefix.startswith("https://127.0.0.1:")

@@ -33,6 +33,8 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fastserver import POLL_S
+
 FHIR_JSON = "application/fhir+json"
 
 
@@ -69,7 +71,9 @@ class SmartTestServer:
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> SmartTestServer:
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="smart-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": POLL_S}, name="smart-test-server", daemon=True
+        )
         self._thread.start()
         return self
 

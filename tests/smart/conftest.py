@@ -16,6 +16,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from cds_service.app import create_app
 from cds_service.replay.scenarios import Library, with_fhir_base
 from cds_service.settings import Settings
+from tests.fastserver import POLL_S
 from tests.smart.authserver import SmartTestServer
 
 LIBRARY = Library(Path(__file__).resolve().parents[2] / "fhir_fixtures")
@@ -72,7 +73,9 @@ def start_service(tmp: Path, smart: SmartTestServer | None, **overrides: Any) ->
     holder["app"] = app
     if smart is not None:
         smart.redirect_uris.add(f"{url}/smart/callback")
-    thread = threading.Thread(target=server.serve_forever, name="pathway-service", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_S}, name="pathway-service", daemon=True
+    )
     thread.start()
     return Service(url, app, server), thread
 

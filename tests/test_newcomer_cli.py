@@ -364,7 +364,8 @@ def test_make_run_on_a_taken_port_is_one_clear_json_line(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "Address already in use" not in result.stderr
-    service_lines = [line for line in result.stderr.splitlines() if not line.startswith("make: ")]
+    # make's own "make: ***" (or "make[2]: ***" when nested) lines are not the service's
+    service_lines = [line for line in result.stderr.splitlines() if not re.match(r"make(\[\d+\])?: ", line)]
     records = [json.loads(line) for line in service_lines]  # nothing in plain text from the service
     failed = [r for r in records if r.get("event") == "listen-failed"]
     assert len(failed) == 1, result.stderr

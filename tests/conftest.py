@@ -17,6 +17,7 @@ from cds_service.settings import Settings
 from cds_service.store import Store
 from tests.builders import NOW
 from tests.fastserver import FastStopHTTPServer
+from tests.inprocess import close_app
 
 # `make test` is the same run every time (a flaky test is a bug): generated inputs come from a fixed seed and no
 # example database is read or written. `make fuzz` explores (random, with its database under .hypothesis/, which is
@@ -55,9 +56,7 @@ def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., F
 
     yield make
     for app in apps:
-        app.extensions["dvt_cds"]["audit"].close()
-        app.extensions["dvt_cds"]["fhir_client"].close()
-        app.extensions["dvt_cds"]["store"].close()
+        close_app(app)
 
 
 @pytest.fixture

@@ -7,32 +7,22 @@ checked by its manifest (tests/test_scenarios.py, tests/profiles/test_conformanc
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds_service.app import create_app
 from cds_service.cards import DETAIL_MAX, SUMMARY_MAX, fit, markdown
 from cds_service.cards.markdown import Part, compose, day, days_in_words
 from cds_service.cards.words import Words
 from cds_service.clinical.model import SourceRef
 from cds_service.clinical.topics import INDICATOR, TOPIC_DISPLAY, TOPIC_TABLE, Topic
 from cds_service.profiles import canonical_topic
-from cds_service.replay.fhirserver import ScenarioFhirServer
-from cds_service.replay.runner import Runner
-from cds_service.replay.scenarios import Library
-from cds_service.settings import Settings
 from tests.builders import TODAY, distal_dvt, facts_of
+from tests.inprocess import BASE_URL, library_outcomes
 
-LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
-CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"
-BASE_URL = "https://cds.hospital.example"
 PATHWAY = {
     Topic.ANTICOAGULATE,
     Topic.SERIAL_IMAGING,
@@ -48,47 +38,21 @@ JARGON = re.compile(r"Listed by|\bseed\b|seed[- ]only|" + "|".join(re.escape(t.v
 @pytest.fixture(scope="module", params=["hl7", "epic", "oracle"])
 def every_card(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     """(profile, [(scenario/hook, card), ...]) for every card every scenario's calls get under the profile."""
-    db = tmp_path_factory.mktemp(f"limits-{request.param}") / "store.sqlite3"
-    settings = Settings(
-        auth="off",
-        database_url=f"sqlite:///{db}",
-        concept_maps=[str(CONCEPT_MAP)],
-        ehr_profile=request.param,
-        public_base_url=BASE_URL,
-    )
-    app: Flask = create_app(settings, clock=lambda: LIBRARY.anchor)
-    client = app.test_client()
-    discovery = client.get("/cds-services").get_json()
-
-    def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
-        response = client.post(f"/cds-services/{service_id}", json=body)
-        return response.status_code, response.get_json()
-
+    store = tmp_path_factory.mktemp(f"limits-{request.param}") / "store.sqlite3"
     last_resort = markdown._cut_longest_lines
+    cards: list[tuple[str, dict[str, Any]]] = []
 
     def watched(text: str, limit: int) -> str:
         cards.append(("last resort", {"cut": text}))
         return last_resort(text, limit)
 
-    cards: list[tuple[str, dict[str, Any]]] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(markdown, "_cut_longest_lines", watched)
-        for scenario in LIBRARY.scenarios:
-            cards += _cards_of(scenario, post, discovery)
-    yield request.param, cards
-    app.extensions["dvt_cds"]["fhir_client"].close()
-
-
-def _cards_of(scenario: Any, post: Any, discovery: Any) -> list[tuple[str, dict[str, Any]]]:
-    if LIBRARY.needs_fhir_server(scenario):
-        with ScenarioFhirServer(LIBRARY.resources(scenario)) as server:
-            runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=server.base_url)
-            outcomes = runner.run(scenario)
-    else:
-        outcomes = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor).run(scenario)
-    return [(f"{scenario.id}/{o.call.hook}", card) for o in outcomes for card in o.cards]
+        for scenario, outcome in library_outcomes(request.param, store):
+            cards += [(f"{scenario.id}/{outcome.call.hook}", card) for card in outcome.cards]
+    return request.param, cards
 
 
 def sentences(detail: str) -> list[str]:

@@ -4,62 +4,27 @@ resource that ``fhir.resources.R4B`` validates as its resourceType; a delete nam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
-from flask import Flask
 
-from cds_service.app import create_app
-from cds_service.replay.fhirserver import ScenarioFhirServer
-from cds_service.replay.runner import Runner
-from cds_service.replay.scenarios import Library
-from cds_service.settings import Settings
-
-LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
-CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"
+from tests.inprocess import library_outcomes
 
 
 @pytest.fixture(scope="module", params=["hl7", "epic", "oracle"])
 def every_action(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     """(profile, [(where, action), ...]) for every suggestion action of every scenario's calls under the profile."""
-    db = tmp_path_factory.mktemp(f"r4-{request.param}") / "store.sqlite3"
-    settings = Settings(
-        auth="off",
-        database_url=f"sqlite:///{db}",
-        concept_maps=[str(CONCEPT_MAP)],
-        ehr_profile=request.param,
-        public_base_url="https://cds.hospital.example",
-    )
-    app: Flask = create_app(settings, clock=lambda: LIBRARY.anchor)
-    client = app.test_client()
-    discovery = client.get("/cds-services").get_json()
-
-    def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
-        response = client.post(f"/cds-services/{service_id}", json=body)
-        return response.status_code, response.get_json()
-
+    store = tmp_path_factory.mktemp(f"r4-{request.param}") / "store.sqlite3"
     actions: list[tuple[str, dict[str, Any]]] = []
-    for scenario in LIBRARY.scenarios:
-        if LIBRARY.needs_fhir_server(scenario):
-            with ScenarioFhirServer(LIBRARY.resources(scenario)) as server:
-                outcomes = Runner(
-                    LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=server.base_url
-                ).run(scenario)
-        else:
-            outcomes = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor).run(scenario)
-        for outcome in outcomes:
-            for card in outcome.cards:
-                for suggestion in card.get("suggestions") or []:
-                    for action in suggestion.get("actions") or []:
-                        where = f"{scenario.id}/{outcome.call.hook}: {suggestion.get('label')}"
-                        actions.append((where, action))
-    yield request.param, actions
-    app.extensions["dvt_cds"]["fhir_client"].close()
+    for scenario, outcome in library_outcomes(request.param, store):
+        for card in outcome.cards:
+            for suggestion in card.get("suggestions") or []:
+                for action in suggestion.get("actions") or []:
+                    actions.append((f"{scenario.id}/{outcome.call.hook}: {suggestion.get('label')}", action))
+    return request.param, actions
 
 
 def test_the_scenarios_suggest_orders(every_action: tuple[str, list[tuple[str, dict[str, Any]]]]) -> None:

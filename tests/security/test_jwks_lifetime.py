@@ -21,6 +21,7 @@ from cds_service.app import create_app
 from cds_service.security import JWKS_LIFETIME_S, JwksCache
 from cds_service.settings import Settings
 from tests.builders import NOW
+from tests.inprocess import close_app
 from tests.security.test_jwt import BASE, EC_KEY, ISS, OTHER_EC_KEY, post, public_jwk, token
 
 LIFETIME = 300.0
@@ -89,9 +90,7 @@ def app_with(make_settings: Callable[..., Settings]) -> Iterator[Callable[[JwksC
 
     yield make
     for app in apps:
-        app.extensions["dvt_cds"]["audit"].close()
-        app.extensions["dvt_cds"]["fhir_client"].close()
-        app.extensions["dvt_cds"]["store"].close()
+        close_app(app)
 
 
 def signed_by_old() -> str:

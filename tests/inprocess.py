@@ -1,8 +1,11 @@
-"""The service in-process for tests: closing what an app opened, and the whole fixture library called against it
-(the scenario-wide checks of card limits and of R4 suggestions read the same calls)."""
+"""The service in-process for tests: an app over the fixture library, a Flask test client as replay's transport,
+replay's FHIR server for scenarios that need one, closing what an app opened, and the whole library called under
+one EHR profile (the scenario-wide checks of card limits and of R4 suggestions read the same calls)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +13,20 @@ from flask import Flask
 
 from cds_service.app import create_app
 from cds_service.replay.fhirserver import ScenarioFhirServer
-from cds_service.replay.runner import CallOutcome, Runner
+from cds_service.replay.runner import CallOutcome, Post, Runner
 from cds_service.replay.scenarios import Library, Scenario
 from cds_service.settings import Settings
 
 LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
-CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"
+CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"  # the site map the vendor scenarios assume
 BASE_URL = "https://cds.hospital.example"
+
+
+def library_app(store: Path, **overrides: Any) -> Flask:
+    """The service as the scenarios expect it: authentication off, the site ConceptMap loaded, the clock at the
+    library's anchor, its store at ``store``; ``overrides`` are further settings (an EHR profile, a public URL)."""
+    settings = Settings(auth="off", database_url=f"sqlite:///{store}", concept_maps=[str(CONCEPT_MAP)], **overrides)
+    return create_app(settings, clock=lambda: LIBRARY.anchor)
 
 
 def close_app(app: Flask) -> None:
@@ -27,36 +37,38 @@ def close_app(app: Flask) -> None:
     parts["store"].close()
 
 
-def library_outcomes(profile: str, store: Path) -> list[tuple[Scenario, CallOutcome]]:
-    """Every call of every scenario, made in-process under ``profile`` (the site ConceptMap loaded, the clock at the
-    library's anchor); a scenario that needs a FHIR server gets replay's own on loopback."""
-    settings = Settings(
-        auth="off",
-        database_url=f"sqlite:///{store}",
-        concept_maps=[str(CONCEPT_MAP)],
-        ehr_profile=profile,
-        public_base_url=BASE_URL,
-    )
-    app = create_app(settings, clock=lambda: LIBRARY.anchor)
+def transport(app: Flask) -> tuple[Post, dict[str, Any]]:
+    """Replay's ``post`` through the app's test client, and the app's discovery document."""
     client = app.test_client()
-    discovery = client.get("/cds-services").get_json()
 
     def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         response = client.post(f"/cds-services/{service_id}", json=body)
         return response.status_code, response.get_json()
 
+    return post, client.get("/cds-services").get_json()
+
+
+@contextmanager
+def scenario_fhir_server(scenario: Scenario) -> Iterator[str | None]:
+    """The base URL of replay's loopback FHIR server holding the scenario when the scenario needs one (its EHR
+    sends an OperationOutcome, drops a key or paginates), else None."""
+    if not LIBRARY.needs_fhir_server(scenario):
+        yield None
+        return
+    with ScenarioFhirServer(LIBRARY.resources(scenario)) as server:
+        yield server.base_url
+
+
+def library_outcomes(profile: str, store: Path) -> list[tuple[Scenario, CallOutcome]]:
+    """Every call of every scenario, made in-process under ``profile``."""
+    app = library_app(store, ehr_profile=profile, public_base_url=BASE_URL)
+    post, discovery = transport(app)
     found: list[tuple[Scenario, CallOutcome]] = []
     try:
         for scenario in LIBRARY.scenarios:
-            if LIBRARY.needs_fhir_server(scenario):
-                with ScenarioFhirServer(LIBRARY.resources(scenario)) as server:
-                    runner = Runner(
-                        LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=server.base_url
-                    )
-                    outcomes = runner.run(scenario)
-            else:
-                outcomes = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor).run(scenario)
-            found += [(scenario, outcome) for outcome in outcomes]
+            with scenario_fhir_server(scenario) as fhir_server:
+                runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=fhir_server)
+                found += [(scenario, outcome) for outcome in runner.run(scenario)]
     finally:
         close_app(app)
     return found

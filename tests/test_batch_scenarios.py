@@ -11,17 +11,14 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.replay.scenarios import Scenario
-from cds_service.settings import Settings
+from tests.inprocess import LIBRARY, library_app
 from tests.test_query_bounds import _cards, _load
-from tests.test_scenarios import CONCEPT_MAP, LIBRARY
 
 
 def _app(tmp_path_factory: pytest.TempPathFactory, batch: str) -> Flask:
     db = tmp_path_factory.mktemp("batch") / "store.sqlite3"
-    settings = Settings(auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)], fhir_batch=batch)
-    return create_app(settings, clock=lambda: LIBRARY.anchor)
+    return library_app(db, fhir_batch=batch)
 
 
 @pytest.fixture(scope="module")

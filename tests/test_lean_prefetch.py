@@ -15,26 +15,21 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.clinical.config import RuleConfig
 from cds_service.clinical.screen import dvt_in_view
 from cds_service.fhir.record import PatientRecord
 from cds_service.replay.scenarios import Scenario
-from cds_service.settings import Settings
 from hooks import templates
 from tests import builders as b
+from tests.inprocess import LIBRARY, library_app
 from tests.test_query_bounds import _cards, _load
-from tests.test_scenarios import CONCEPT_MAP, LIBRARY
 
 SCREEN = ["patient", "dvtConditions", "ultrasound", "ultrasoundReports", "imagingReports"]
 
 
 def _app(tmp_path_factory: pytest.TempPathFactory, prefetch: str, **values: Any) -> Flask:
     db = tmp_path_factory.mktemp("lean") / "store.sqlite3"
-    settings = Settings(
-        auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)], prefetch=prefetch, **values
-    )
-    app = create_app(settings, clock=lambda: LIBRARY.anchor)
+    app = library_app(db, prefetch=prefetch, **values)
     client = app.extensions["dvt_cds"]["fhir_client"]
     fetch_many, sent = client.fetch_many, []
 

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.replay.runner import Runner
 from cds_service.replay.scenarios import Library, Scenario, with_fhir_base
-from cds_service.settings import Settings
-from tests.test_scenarios import CONCEPT_MAP, LIBRARY, transport, without_uuids
+from tests.inprocess import LIBRARY, library_app, transport
+from tests.test_scenarios import without_uuids
 
 _SCT = "http://snomed.info/sct"
 _LOINC = "http://loinc.org"
@@ -25,11 +24,10 @@ _LOINC = "http://loinc.org"
 
 def _app(tmp_path_factory: pytest.TempPathFactory, *, bounded: bool) -> Flask:
     db = tmp_path_factory.mktemp("bounds") / "store.sqlite3"
-    settings = Settings(auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)])
     with pytest.MonkeyPatch.context() as patch:
         if not bounded:
             patch.setattr("cds_service.pipeline.lookbacks", lambda config: {})  # no window known: no bound
-        app = create_app(settings, clock=lambda: LIBRARY.anchor)
+        app = library_app(db)
     client = app.extensions["dvt_cds"]["fhir_client"]
     fetch_many, sent = client.fetch_many, []
 

@@ -4,50 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
-from cds_service.replay.fhirserver import ScenarioFhirServer
 from cds_service.replay.runner import Runner
-from cds_service.replay.scenarios import Library, Scenario, with_fhir_base
-from cds_service.settings import Settings
-
-LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
-CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"  # the site map the vendor scenarios assume
+from cds_service.replay.scenarios import Scenario, with_fhir_base
+from tests.inprocess import LIBRARY, close_app, library_app, scenario_fhir_server, transport
 
 
 @pytest.fixture(scope="module")
 def scenario_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    db = tmp_path_factory.mktemp("scenarios") / "store.sqlite3"
-    settings = Settings(auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)])
-    app = create_app(settings, clock=lambda: LIBRARY.anchor)
+    app = library_app(tmp_path_factory.mktemp("scenarios") / "store.sqlite3")
     yield app
-    app.extensions["dvt_cds"]["fhir_client"].close()
-
-
-def transport(app: Flask):
-    client = app.test_client()
-
-    def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
-        response = client.post(f"/cds-services/{service_id}", json=body)
-        return response.status_code, response.get_json()
-
-    return post, client.get("/cds-services").get_json()
+    close_app(app)
 
 
 @pytest.mark.parametrize("scenario", LIBRARY.scenarios, ids=lambda s: s.id)
 def test_scenario_with_prefetch(scenario_app: Flask, scenario: Scenario) -> None:
     post, discovery = transport(scenario_app)
-    needs_server = LIBRARY.needs_fhir_server(scenario)
-    resources = LIBRARY.resources(scenario)
-    with ScenarioFhirServer(resources) if needs_server else _no_server() as server:
-        runner = Runner(
-            LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=server.base_url if server else None
-        )
+    with scenario_fhir_server(scenario) as fhir_server:
+        runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=fhir_server)
         outcomes = runner.run(scenario)
     failures = [f"{o.call.hook}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
     assert not failures, json.dumps([o.body for o in outcomes if not o.passed], indent=1)[:3000]
@@ -80,11 +58,3 @@ def test_scenario_fetched_from_a_real_fhir_server_gives_the_same_cards(
     for by_fetch, by_prefetch in zip(fetched, full, strict=True):
         assert by_fetch.passed, f"{by_fetch.call.hook}: {'; '.join(by_fetch.problems)}"
         assert without_uuids(by_fetch.body) == without_uuids(by_prefetch.body), by_fetch.call.hook
-
-
-class _no_server:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -5,53 +5,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from cds_service.app import create_app
 from cds_service.cards import PATHWAY_LABEL, PATHWAY_TOPICS
 from cds_service.clinical.topics import Topic
 from cds_service.profiles.epic import RXNORM, RXNORM_OID, EpicProfile
 from cds_service.profiles.oracle import CRITICAL_ALLOWED
 from cds_service.protocol import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS
-from cds_service.replay.fhirserver import ScenarioFhirServer
 from cds_service.replay.runner import Runner, compare
-from cds_service.replay.scenarios import Library, Scenario
-from cds_service.settings import Settings
+from cds_service.replay.scenarios import Scenario
+from tests.inprocess import LIBRARY, close_app, library_app, scenario_fhir_server, transport
 
-LIBRARY = Library(Path(__file__).resolve().parents[2] / "fhir_fixtures")
-CONCEPT_MAP = LIBRARY.folder / "conceptmaps" / "example-site.json"
 TOPICS = {t.value for t in Topic}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @pytest.fixture(scope="module", params=["hl7", "epic", "oracle"])
 def profiled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Flask]]:
-    db = tmp_path_factory.mktemp(f"profile-{request.param}") / "store.sqlite3"
-    settings = Settings(
-        auth="off", database_url=f"sqlite:///{db}", concept_maps=[str(CONCEPT_MAP)], ehr_profile=request.param
-    )
-    app = create_app(settings, clock=lambda: LIBRARY.anchor)
+    app = library_app(tmp_path_factory.mktemp(f"profile-{request.param}") / "store.sqlite3", ehr_profile=request.param)
     yield request.param, app
-    app.extensions["dvt_cds"]["fhir_client"].close()
+    close_app(app)
 
 
 def _bodies(app: Flask, scenario: Scenario) -> list[tuple[Any, dict[str, Any]]]:
-    client = app.test_client()
-    discovery = client.get("/cds-services").get_json()
-
-    def post(service_id: str, body: dict[str, Any]) -> tuple[int, Any]:
-        response = client.post(f"/cds-services/{service_id}", json=body)
-        return response.status_code, response.get_json()
-
-    if not LIBRARY.needs_fhir_server(scenario):
-        runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor)
-        return [(call, post(call.service_id, runner.request(scenario, call))[1]) for call in scenario.calls]
-    with ScenarioFhirServer(LIBRARY.resources(scenario)) as server:
-        runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=server.base_url)
+    post, discovery = transport(app)
+    with scenario_fhir_server(scenario) as fhir_server:
+        runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=fhir_server)
         return [(call, post(call.service_id, runner.request(scenario, call))[1]) for call in scenario.calls]
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 from cds_service.app import create_app
 from cds_service.replay.fhirserver import ScenarioFhirServer
 from cds_service.replay.runner import CallOutcome, Post, Runner
-from cds_service.replay.scenarios import Library, Scenario
+from cds_service.replay.scenarios import Library, Scenario, with_fhir_base
 from cds_service.settings import Settings
 
 LIBRARY = Library(Path(__file__).resolve().parents[1] / "fhir_fixtures")
@@ -48,6 +48,45 @@ def transport(app: Flask) -> tuple[Post, dict[str, Any]]:
     return post, client.get("/cds-services").get_json()
 
 
+def library_runner(
+    post: Post,
+    discovery: dict[str, Any],
+    fhir_server: str | None = None,
+    *,
+    use_prefetch: bool = True,
+    library: Library = LIBRARY,
+) -> Runner:
+    """Replay's runner over ``library`` with the clock at its anchor (the scenarios' dates unshifted)."""
+    return Runner(
+        library, post=post, discovery=discovery, now=library.anchor, fhir_server=fhir_server, use_prefetch=use_prefetch
+    )
+
+
+def without_uuids(value: Any) -> Any:
+    """A response with every card and suggestion uuid taken out (they are new on each call)."""
+    if isinstance(value, dict):
+        return {k: without_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [without_uuids(v) for v in value]
+    return value
+
+
+def load_into(medplum: Any, scenario: Scenario, library: Library = LIBRARY) -> None:
+    """The scenario's resources, alone, on the test Medplum server (references rebased onto it)."""
+    medplum.reset()
+    resources = with_fhir_base(library.resources(scenario), medplum.base_url)
+    medplum.load({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]})
+
+
+def fetched_cards(
+    app: Flask, scenario: Scenario, fhir_server: str, *, prefetch: bool, library: Library = LIBRARY
+) -> list[Any]:
+    """Each call's status and uuid-free body, the service reading ``fhir_server`` (with or without prefetch)."""
+    post, discovery = transport(app)
+    runner = library_runner(post, discovery, fhir_server, use_prefetch=prefetch, library=library)
+    return [(o.status, without_uuids(o.body)) for o in runner.run(scenario)]
+
+
 @contextmanager
 def scenario_fhir_server(scenario: Scenario) -> Iterator[str | None]:
     """The base URL of replay's loopback FHIR server holding the scenario when the scenario needs one (its EHR
@@ -67,8 +106,7 @@ def library_outcomes(profile: str, store: Path) -> list[tuple[Scenario, CallOutc
     try:
         for scenario in LIBRARY.scenarios:
             with scenario_fhir_server(scenario) as fhir_server:
-                runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=fhir_server)
-                found += [(scenario, outcome) for outcome in runner.run(scenario)]
+                found += [(scenario, outcome) for outcome in library_runner(post, discovery, fhir_server).run(scenario)]
     finally:
         close_app(app)
     return found

@@ -12,8 +12,7 @@ import pytest
 from flask import Flask
 
 from cds_service.replay.scenarios import Scenario
-from tests.inprocess import LIBRARY, library_app
-from tests.test_query_bounds import _cards, _load
+from tests.inprocess import LIBRARY, close_app, fetched_cards, library_app, load_into
 
 
 def _app(tmp_path_factory: pytest.TempPathFactory, batch: str) -> Flask:
@@ -41,18 +40,17 @@ def apps(tmp_path_factory: pytest.TempPathFactory, medplum: Any) -> Iterator[dic
     client.capabilities.refuse = counting_refuse
     yield {"batch": batched, "gets": alone, "counts": counts}
     for app in (batched, alone):
-        app.extensions["dvt_cds"]["audit"].close()
-        app.extensions["dvt_cds"]["fhir_client"].close()
+        close_app(app)
 
 
 @pytest.mark.parametrize("scenario", LIBRARY.scenarios, ids=lambda s: s.id)
 def test_every_scenario_gives_the_same_cards_by_batch_and_by_gets(
     apps: dict[str, Any], scenario: Scenario, medplum: Any
 ) -> None:
-    _load(medplum, LIBRARY, scenario)
+    load_into(medplum, scenario)
     before = apps["counts"]["batches"]
-    batched = _cards(apps["batch"], LIBRARY, scenario, medplum.base_url, prefetch=False)
-    alone = _cards(apps["gets"], LIBRARY, scenario, medplum.base_url, prefetch=False)
+    batched = fetched_cards(apps["batch"], scenario, medplum.base_url, prefetch=False)
+    alone = fetched_cards(apps["gets"], scenario, medplum.base_url, prefetch=False)
     assert batched == alone, json.dumps([batched, alone], indent=1)[:3000]
     assert apps["counts"]["batches"] >= before + len(scenario.calls)
     assert apps["counts"]["refused"] == 0

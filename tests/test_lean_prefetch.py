@@ -21,8 +21,7 @@ from cds_service.fhir.record import PatientRecord
 from cds_service.replay.scenarios import Scenario
 from hooks import templates
 from tests import builders as b
-from tests.inprocess import LIBRARY, library_app
-from tests.test_query_bounds import _cards, _load
+from tests.inprocess import LIBRARY, close_app, fetched_cards, library_app, load_into
 
 SCREEN = ["patient", "dvtConditions", "ultrasound", "ultrasoundReports", "imagingReports"]
 
@@ -52,8 +51,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Flask]]
     }
     yield made
     for app in made.values():
-        app.extensions["dvt_cds"]["audit"].close()
-        app.extensions["dvt_cds"]["fhir_client"].close()
+        close_app(app)
 
 
 def test_discovery_under_lean_asks_for_the_screen_only(apps: dict[str, Flask]) -> None:
@@ -72,10 +70,10 @@ def test_discovery_under_lean_asks_for_the_screen_only(apps: dict[str, Flask]) -
 def test_every_scenario_gives_the_same_cards_lean_and_full(
     apps: dict[str, Flask], scenario: Scenario, medplum: Any
 ) -> None:
-    _load(medplum, LIBRARY, scenario)
-    full = _cards(apps["full"], LIBRARY, scenario, medplum.base_url, prefetch=True)
-    lean = _cards(apps["lean"], LIBRARY, scenario, medplum.base_url, prefetch=True)
-    lean_fetched = _cards(apps["lean"], LIBRARY, scenario, medplum.base_url, prefetch=False)
+    load_into(medplum, scenario)
+    full = fetched_cards(apps["full"], scenario, medplum.base_url, prefetch=True)
+    lean = fetched_cards(apps["lean"], scenario, medplum.base_url, prefetch=True)
+    lean_fetched = fetched_cards(apps["lean"], scenario, medplum.base_url, prefetch=False)
     assert lean == full, json.dumps([lean, full], indent=1)[:3000]
     assert lean_fetched == full, json.dumps([lean_fetched, full], indent=1)[:3000]
 

@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.replay.runner import Runner
-from cds_service.replay.scenarios import Library, Scenario, with_fhir_base
-from tests.inprocess import LIBRARY, library_app, transport
-from tests.test_scenarios import without_uuids
+from cds_service.replay.scenarios import Library, Scenario
+from tests.inprocess import LIBRARY, close_app, fetched_cards, library_app, load_into
 
 _SCT = "http://snomed.info/sct"
 _LOINC = "http://loinc.org"
@@ -46,8 +44,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Flask]]
     made = {"bounded": _app(tmp_path_factory, bounded=True), "unbounded": _app(tmp_path_factory, bounded=False)}
     yield made
     for app in made.values():
-        app.extensions["dvt_cds"]["audit"].close()
-        app.extensions["dvt_cds"]["fhir_client"].close()
+        close_app(app)
 
 
 class _WithExtra(Library):
@@ -61,27 +58,13 @@ class _WithExtra(Library):
         return super().resources(scenario) + self.extra
 
 
-def _load(medplum: Any, library: Library, scenario: Scenario) -> None:
-    medplum.reset()
-    resources = with_fhir_base(library.resources(scenario), medplum.base_url)
-    medplum.load({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]})
-
-
-def _cards(app: Flask, library: Library, scenario: Scenario, fhir_server: str, *, prefetch: bool) -> list[Any]:
-    post, discovery = transport(app)
-    runner = Runner(
-        library, post=post, discovery=discovery, now=library.anchor, fhir_server=fhir_server, use_prefetch=prefetch
-    )
-    return [(o.status, without_uuids(o.body)) for o in runner.run(scenario)]
-
-
 @pytest.mark.parametrize("scenario", LIBRARY.scenarios, ids=lambda s: s.id)
 def test_every_scenario_gives_the_same_cards_with_and_without_the_bounds(
     apps: dict[str, Flask], scenario: Scenario, medplum: Any
 ) -> None:
-    _load(medplum, LIBRARY, scenario)
-    bounded = _cards(apps["bounded"], LIBRARY, scenario, medplum.base_url, prefetch=False)
-    unbounded = _cards(apps["unbounded"], LIBRARY, scenario, medplum.base_url, prefetch=False)
+    load_into(medplum, scenario)
+    bounded = fetched_cards(apps["bounded"], scenario, medplum.base_url, prefetch=False)
+    unbounded = fetched_cards(apps["unbounded"], scenario, medplum.base_url, prefetch=False)
     assert bounded == unbounded, json.dumps([bounded, unbounded], indent=1)[:3000]
     assert any(_windowed(url) for url in apps["bounded"].config["SENT_URLS"])
     assert not any(_windowed(url) for url in apps["unbounded"].config["SENT_URLS"])
@@ -163,10 +146,10 @@ def test_a_record_on_the_edge_of_a_bound_gives_the_cards_of_full_prefetch(
     apps: dict[str, Flask], edge: str, medplum: Any
 ) -> None:
     library = _WithExtra(LIBRARY, [EDGES[edge]])
-    _load(medplum, library, BASE)
-    bounded = _cards(apps["bounded"], library, BASE, medplum.base_url, prefetch=False)
-    unbounded = _cards(apps["unbounded"], library, BASE, medplum.base_url, prefetch=False)
-    prefetched = _cards(apps["bounded"], library, BASE, medplum.base_url, prefetch=True)
+    load_into(medplum, BASE, library)
+    bounded = fetched_cards(apps["bounded"], BASE, medplum.base_url, prefetch=False, library=library)
+    unbounded = fetched_cards(apps["unbounded"], BASE, medplum.base_url, prefetch=False, library=library)
+    prefetched = fetched_cards(apps["bounded"], BASE, medplum.base_url, prefetch=True, library=library)
     assert bounded == unbounded == prefetched
-    _load(medplum, LIBRARY, BASE)
-    assert bounded != _cards(apps["bounded"], LIBRARY, BASE, medplum.base_url, prefetch=False), "the edge mattered"
+    load_into(medplum, BASE)
+    assert bounded != fetched_cards(apps["bounded"], BASE, medplum.base_url, prefetch=False), "the edge mattered"

@@ -27,6 +27,7 @@ from cds_service.protocol import Card
 from cds_service.replay.search import search, searchset
 from cds_service.settings import Settings
 from hooks import SERVICES
+from tests.inprocess import close_app
 
 DATA = Path(__file__).resolve().parent / "data" / "third-party"
 # The topics that say a DVT is in the record: by the topic codes' convention, those naming a DVT.
@@ -92,8 +93,7 @@ def third_party_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]
     db = tmp_path_factory.mktemp("third-party") / "store.sqlite3"
     app = create_app(Settings(auth="off", database_url=f"sqlite:///{db}"), clock=lambda: CLOCK["now"])
     yield app
-    app.extensions["dvt_cds"]["audit"].close()
-    app.extensions["dvt_cds"]["fhir_client"].close()
+    close_app(app)
 
 
 def request_for(service: Any, resources: list[dict], pid: str) -> dict[str, Any]:

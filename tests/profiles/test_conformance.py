@@ -15,9 +15,9 @@ from cds_service.clinical.topics import Topic
 from cds_service.profiles.epic import RXNORM, RXNORM_OID, EpicProfile
 from cds_service.profiles.oracle import CRITICAL_ALLOWED
 from cds_service.protocol import OVERRIDE_REASON_SYSTEM, OVERRIDE_REASONS
-from cds_service.replay.runner import Runner, compare
+from cds_service.replay.runner import compare
 from cds_service.replay.scenarios import Scenario
-from tests.inprocess import LIBRARY, close_app, library_app, scenario_fhir_server, transport
+from tests.inprocess import LIBRARY, close_app, library_app, library_runner, scenario_fhir_server, transport
 
 TOPICS = {t.value for t in Topic}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -33,7 +33,7 @@ def profiled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def _bodies(app: Flask, scenario: Scenario) -> list[tuple[Any, dict[str, Any]]]:
     post, discovery = transport(app)
     with scenario_fhir_server(scenario) as fhir_server:
-        runner = Runner(LIBRARY, post=post, discovery=discovery, now=LIBRARY.anchor, fhir_server=fhir_server)
+        runner = library_runner(post, discovery, fhir_server)
         return [(call, post(call.service_id, runner.request(scenario, call))[1]) for call in scenario.calls]
 
 

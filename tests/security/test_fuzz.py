@@ -29,6 +29,7 @@ from tests.builders import (
     hook_request,
     service_request,
 )
+from tests.inprocess import close_app
 
 # 4 × 520 = 2,080 mutated hook requests per run by default; `make fuzz` raises it 25-fold.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES_PER_SERVICE", "520"))
@@ -123,7 +124,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     db = tmp_path_factory.mktemp("fuzz") / "store.sqlite3"
     app = create_app(Settings(auth="off", database_url=f"sqlite:///{db}", call_deadline_s=0.5), clock=lambda: NOW)
     yield app
-    app.extensions["dvt_cds"]["fhir_client"].close()
+    close_app(app)
 
 
 def check(response) -> None:
